@@ -1,0 +1,80 @@
+"""tf_reorder: move monotone activations after max pooling, where that is exact.
+
+For a monotone non-decreasing activation ``f``, ``maxpool(f(x)) == f(maxpool(x))``;
+after the pool ``f`` runs on a quarter of the elements (2x2 pool), or on one per
+channel (global max pool).
+
+Example:
+
+    import keras, tf_reorder
+    model = keras.applications.VGG16(weights=None)
+    fast = tf_reorder.reorder(model)          # same outputs, relu after the pools
+    print(tf_reorder.plan(model))             # every site, moved or not and why
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tf_reorder.algebra import register_monotone, unregister_monotone
+from tf_reorder.errors import ReorderError
+from tf_reorder.report import Report, Site
+
+__all__ = [
+    "reorder",
+    "plan",
+    "register_monotone",
+    "unregister_monotone",
+    "Report",
+    "Site",
+    "ReorderError",
+]
+__version__ = "0.1.0"
+
+
+def reorder(model: Any, *, return_report: bool = False) -> Any:
+    """A new Keras model with every valid activation moved after its max pool.
+
+    The input model is not changed. The result computes the same function
+    (bitwise for the relu family), has the same inputs and outputs (names,
+    order, shapes, dtypes) and the same weights, and is made of stock Keras
+    layers, so it saves and loads as ``.keras`` without custom objects. It
+    reuses the layers it does not change (their variables are shared with
+    ``model``); layers it changes are new, with copies of the weights.
+
+    Args:
+      model: a built Sequential or functional ``keras.Model``; nested models
+        are rewritten too.
+      return_report: also return the `Report` of every candidate site.
+
+    Returns:
+      The new model, or ``(model, report)`` if ``return_report``.
+
+    Raises:
+      ReorderError: ``model`` is not a model that can be walked (not a Keras
+        model, subclassed, unbuilt).
+
+    Example:
+
+        model = keras.Sequential([keras.Input((32, 32, 3)),
+                                  keras.layers.Conv2D(8, 3, activation="relu"),
+                                  keras.layers.MaxPooling2D()])
+        fast, report = tf_reorder.reorder(model, return_report=True)
+        print(report.elements_saved)  # 5400: relu on 30*30*8 -> 15*15*8
+    """
+    from tf_reorder import keras_pass
+
+    new, report = keras_pass.reorder(model)
+    return (new, report) if return_report else new
+
+
+def plan(model: Any) -> Report:
+    """The decisions `reorder` would take, without building anything.
+
+    Example:
+
+        print(tf_reorder.plan(keras.applications.VGG16(weights=None)))
+    """
+    from tf_reorder import keras_pass
+
+    return keras_pass.plan(model)

@@ -1,0 +1,464 @@
+"""The commute rules: when an elementwise ``f`` may move past a max reduction.
+
+This is the one place the rules live. The Keras and the GraphDef front ends map
+their own vocabulary (layers, activation names, TF op names) onto `Function`
+and `Step` values and ask the questions below; neither decides validity itself.
+
+The identity behind every rule: for a non-decreasing ``f``,
+``max(f(a), f(b)) == f(max(a, b))``, so ``maxpool(f(x)) == f(maxpool(x))``.
+
+Example:
+
+    >>> f = keras_activation("relu")
+    >>> check_path(f, [Step(StepKind.MAX_POOL, "pool")]).ok
+    True
+    >>> check_path(keras_activation("sigmoid"),
+    ...            [Step(StepKind.ZERO_PADDING, "pad"),
+    ...             Step(StepKind.MAX_POOL, "pool")]).reason
+    "sigmoid(0) != 0, so it cannot cross the zero padding 'pad'"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+
+class Monotonicity(enum.Enum):
+    """How ``f`` orders its outputs, as far as the max identity cares."""
+
+    STRICTLY_INCREASING = "strictly increasing"
+    NON_DECREASING = "non-decreasing"
+    NON_INCREASING = "non-increasing"
+    NOT_MONOTONE = "not monotone"
+    UNKNOWN = "unknown"
+
+    @property
+    def keeps_order(self) -> bool:
+        return self in (Monotonicity.STRICTLY_INCREASING, Monotonicity.NON_DECREASING)
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    """An activation as the algebra sees it.
+
+    Attributes:
+      name: how reports name it, e.g. ``"relu"`` or ``"LeakyReLU(negative_slope=0.3)"``.
+      monotonicity: see `Monotonicity`.
+      elementwise: ``f`` maps each element on its own (softmax does not).
+      zero_at_zero: ``f(0) == 0`` exactly, so ``f`` may cross zero padding.
+      exact: ``f`` is built from correctly rounded IEEE operations only
+        (piecewise linear, clipping), so both orders give bitwise-equal results.
+        Transcendental functions may differ by an ulp between kernel paths.
+      uniform: the same function at every position of a pooling window (a PReLU
+        with one alpha per position is not).
+      weight_dependent: the decision rests on trained values (PReLU alphas) and
+        holds for the weights at rewrite time only.
+    """
+
+    name: str
+    monotonicity: Monotonicity
+    elementwise: bool = True
+    zero_at_zero: bool = False
+    exact: bool = False
+    uniform: bool = True
+    weight_dependent: bool = False
+    identity: bool = False
+
+
+class StepKind(enum.Enum):
+    """What an operation between ``f`` and the end of the move does to a tensor."""
+
+    DATA_MOVEMENT = "data movement"  # reshape, permute, crop, slice, identity
+    ZERO_PADDING = "zero padding"  # inserts zeros
+    MAX_POOL = "max pool"  # max over windows or axes
+    MAX_POOL_WITH_ARGMAX = "max pool with argmax"  # max, and where it was
+    AVERAGE_POOL = "average pool"  # mean or sum over windows or axes
+    OTHER = "other"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One operation on the path from ``f`` towards a pool."""
+
+    kind: StepKind
+    name: str
+    pad_value: float = 0.0  # for ZERO_PADDING steps that pad with another constant
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """A yes or no with the reason in words."""
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+YES = Verdict(True, "")
+
+MAX_STEPS = (StepKind.MAX_POOL, StepKind.MAX_POOL_WITH_ARGMAX)
+
+
+def commutes_with_max(f: Function, step: Step) -> Verdict:
+    """Whether ``max(f(x)) == f(max(x))`` for the max that ``step`` takes."""
+    if f.identity:
+        return Verdict(False, f"{f.name} is the identity: nothing to move")
+    if not f.elementwise:
+        return Verdict(False, f"{f.name} is not elementwise")
+    if f.monotonicity is Monotonicity.UNKNOWN:
+        return Verdict(
+            False,
+            f"{f.name} is unknown; declare it with tf_reorder.register_monotone "
+            "if it is monotone non-decreasing",
+        )
+    if f.monotonicity is Monotonicity.NON_INCREASING:
+        return Verdict(False, f"{f.name} is non-increasing: it would turn the max into a min")
+    if not f.monotonicity.keeps_order:
+        return Verdict(False, f"{f.name} is not monotone, so max(f(x)) != f(max(x))")
+    if not f.uniform:
+        return Verdict(
+            False,
+            f"{f.name} is a different function at different positions of the "
+            f"window of '{step.name}'",
+        )
+    if (
+        step.kind is StepKind.MAX_POOL_WITH_ARGMAX
+        and f.monotonicity is not Monotonicity.STRICTLY_INCREASING
+    ):
+        return Verdict(
+            False,
+            f"{f.name} is not strictly increasing: ties it creates would change "
+            f"the argmax of '{step.name}'",
+        )
+    return YES
+
+
+def may_cross(f: Function, step: Step) -> Verdict:
+    """Whether ``f`` may move from before ``step`` to after it."""
+    if step.kind in MAX_STEPS:
+        return commutes_with_max(f, step)
+    if step.kind is StepKind.AVERAGE_POOL:
+        return Verdict(
+            False, f"'{step.name}' averages, and a nonlinear f does not commute with a mean"
+        )
+    if not f.elementwise:
+        return Verdict(False, f"{f.name} is not elementwise")
+    if step.kind is StepKind.DATA_MOVEMENT:
+        return YES
+    if step.kind is StepKind.ZERO_PADDING:
+        if step.pad_value == 0.0 and f.zero_at_zero:
+            return YES
+        if step.pad_value == 0.0:
+            return Verdict(False, f"{f.name}(0) != 0, so it cannot cross the zero padding '{step.name}'")
+        return Verdict(
+            False, f"f(pad value) != pad value for {f.name}, so it cannot cross '{step.name}'"
+        )
+    return Verdict(False, f"'{step.name}' is not a data movement, padding or max")
+
+
+def check_path(f: Function, steps: Sequence[Step]) -> Verdict:
+    """Whether ``f`` may cross every step in order and ends after a max.
+
+    The path must reach at least one max step; steps after the last max are
+    not crossed (callers pass the path up to where ``f`` would land).
+    """
+    if not any(s.kind in MAX_STEPS for s in steps):
+        return Verdict(False, "no max pooling on the path")
+    for step in steps:
+        verdict = may_cross(f, step)
+        if not verdict:
+            return verdict
+    return YES
+
+
+def landing_index(f: Function, steps: Sequence[Step]) -> tuple[int, Verdict]:
+    """How far along ``steps`` f may move: the index after the last max it reaches.
+
+    Returns ``(n, verdict)``: ``f`` may land after ``steps[n - 1]`` (``n == 0``:
+    not at all, and ``verdict`` says why not).
+    """
+    landing = 0
+    first_refusal = YES
+    for i, step in enumerate(steps):
+        verdict = may_cross(f, step)
+        if not verdict:
+            first_refusal = verdict
+            break
+        if step.kind in MAX_STEPS:
+            landing = i + 1
+    if landing:
+        return landing, YES
+    if first_refusal.ok:
+        return 0, Verdict(False, "no max pooling on the path")
+    return 0, first_refusal
+
+
+def worth_moving(elements_before: int | None, elements_after: int | None) -> Verdict:
+    """A valid move is made only where it removes work."""
+    if elements_before is None or elements_after is None:
+        return Verdict(False, "tensor sizes are not known statically, so the saving cannot be shown")
+    if elements_after >= elements_before:
+        return Verdict(
+            False,
+            f"the pooled tensor is not smaller ({elements_after} >= {elements_before} "
+            "elements): moving would not remove work",
+        )
+    return YES
+
+
+# ---------------------------------------------------------------------------
+# The catalogue: named activations of Keras 3 and TF ops.
+
+# In floating point every catalogue function saturates or underflows somewhere
+# (sigmoid -> 1.0, elu -> -alpha, 0.2 * tiny -> 0), creating ties, so none is
+# strictly increasing on float inputs; only `linear` and user declarations are.
+_S = Monotonicity.STRICTLY_INCREASING
+_N = Monotonicity.NON_DECREASING
+_X = Monotonicity.NOT_MONOTONE
+
+
+def _fn(name: str, mono: Monotonicity, *, zero: bool = False, exact: bool = False,
+        elementwise: bool = True) -> Function:
+    return Function(name, mono, elementwise=elementwise, zero_at_zero=zero, exact=exact)
+
+
+# Keras 3 activation names, with each function's default parameters.
+KERAS_ACTIVATIONS: dict[str, Function] = {
+    f.name: f
+    for f in [
+        Function("linear", _S, zero_at_zero=True, exact=True, identity=True),
+        _fn("relu", _N, zero=True, exact=True),
+        _fn("relu6", _N, zero=True, exact=True),
+        _fn("leaky_relu", _N, zero=True, exact=True),  # negative_slope=0.2
+        _fn("elu", _N, zero=True),  # alpha=1
+        _fn("celu", _N, zero=True),  # alpha=1
+        _fn("selu", _N, zero=True),
+        _fn("sigmoid", _N),  # strictly increasing in R, saturates in float32
+        _fn("hard_sigmoid", _N, exact=True),
+        _fn("log_sigmoid", _N),
+        _fn("sparse_sigmoid", _N, exact=True),
+        _fn("tanh", _N, zero=True),
+        _fn("hard_tanh", _N, zero=True, exact=True),
+        _fn("softplus", _N),
+        _fn("sparse_plus", _N, exact=True),
+        _fn("squareplus", _N),
+        _fn("softsign", _N, zero=True, exact=True),
+        _fn("exponential", _N),
+        _fn("tanh_shrink", _N, zero=True),
+        _fn("soft_shrink", _N, zero=True, exact=True),
+        _fn("hard_shrink", _N, zero=True, exact=True),
+        # Never moved.
+        _fn("silu", _X, zero=True),
+        _fn("swish", _X, zero=True),
+        _fn("gelu", _X, zero=True),
+        _fn("mish", _X, zero=True),
+        _fn("hard_silu", _X, zero=True),
+        _fn("hard_swish", _X, zero=True),
+        _fn("threshold", _X),
+        _fn("softmax", _N, elementwise=False),
+        _fn("log_softmax", _N, elementwise=False),
+        _fn("sparsemax", _N, elementwise=False),
+        _fn("glu", _X, elementwise=False),
+    ]
+}
+
+# TF op types that are elementwise activations (for the GraphDef front end).
+TF_OPS: dict[str, Function] = {
+    f.name: f
+    for f in [
+        _fn("Relu", _N, zero=True, exact=True),
+        _fn("Relu6", _N, zero=True, exact=True),
+        _fn("Elu", _N, zero=True),
+        _fn("Selu", _N, zero=True),
+        _fn("Sigmoid", _N),
+        _fn("Tanh", _N, zero=True),
+        _fn("Softplus", _N),
+        _fn("Softsign", _N, zero=True, exact=True),
+        _fn("Exp", _N),
+        _fn("Expm1", _N, zero=True),
+        _fn("Erf", _N, zero=True),
+        _fn("Atan", _N, zero=True),
+        _fn("Asinh", _N, zero=True),
+        _fn("Sinh", _N, zero=True),
+        _fn("Floor", _N, zero=True, exact=True),
+        _fn("Ceil", _N, zero=True, exact=True),
+        _fn("Rint", _N, zero=True, exact=True),
+        _fn("Round", _N, zero=True, exact=True),
+        _fn("Sign", _N, zero=True, exact=True),
+        _fn("Neg", Monotonicity.NON_INCREASING, zero=True, exact=True),
+    ]
+}
+
+
+def keras_activation(name: str) -> Function:
+    """The catalogue entry for a Keras activation name (unknown names: `unknown`)."""
+    registered = _registry.by_name(name)
+    if registered is not None:
+        return registered
+    return KERAS_ACTIVATIONS.get(name) or unknown(name)
+
+
+def tf_op(op_type: str, attrs: dict[str, Any] | None = None) -> Function | None:
+    """The catalogue entry for a TF op type, or None if it is not an activation."""
+    if op_type == "LeakyRelu":
+        return leaky_relu(float((attrs or {}).get("alpha", 0.2)), name="LeakyRelu")
+    return TF_OPS.get(op_type)
+
+
+def unknown(name: str) -> Function:
+    return Function(name, Monotonicity.UNKNOWN, elementwise=False)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def relu(negative_slope: float = 0.0, max_value: float | None = None,
+         threshold: float = 0.0, *, name: str | None = None) -> Function:
+    """``x`` above ``threshold`` (clipped at ``max_value``), ``slope * (x - threshold)`` below.
+
+    Non-decreasing iff ``negative_slope >= 0`` and ``threshold >= 0``: with a
+    negative threshold f drops from about 0 to ``threshold`` at ``x == threshold``.
+    """
+    if name is None:
+        params = [f"negative_slope={_num(negative_slope)}" if negative_slope else "",
+                  f"max_value={_num(max_value)}" if max_value is not None else "",
+                  f"threshold={_num(threshold)}" if threshold else ""]
+        inner = ", ".join(p for p in params if p)
+        name = f"ReLU({inner})" if inner else "relu"
+    mono = _N if negative_slope >= 0 and threshold >= 0 else _X
+    zero = threshold == 0 or negative_slope == 0
+    return Function(name, mono, zero_at_zero=zero, exact=True)
+
+
+def leaky_relu(negative_slope: float, *, name: str | None = None) -> Function:
+    name = name or f"LeakyReLU(negative_slope={_num(negative_slope)})"
+    mono = _N if negative_slope >= 0 else _X
+    return Function(name, mono, zero_at_zero=True, exact=True)
+
+
+def elu(alpha: float, *, name: str | None = None) -> Function:
+    name = name or f"ELU(alpha={_num(alpha)})"
+    mono = _N if alpha >= 0 else _X
+    return Function(name, mono, zero_at_zero=True, exact=alpha == 0)
+
+
+def prelu(min_alpha: float, *, uniform: bool) -> Function:
+    """PReLU: ``x`` for ``x >= 0``, ``alpha * x`` below; alpha is trained.
+
+    Non-decreasing iff every alpha is ``>= 0``; the same function across a pooling
+    window only if the alphas are shared over the pooled axes.
+    """
+    mono = _N if min_alpha >= 0 else _X
+    if math.isnan(min_alpha):
+        mono = _X
+    return Function(f"PReLU(min alpha={_num(min_alpha)})", mono, zero_at_zero=True,
+                    exact=True, uniform=uniform, weight_dependent=True)
+
+
+# ---------------------------------------------------------------------------
+# Registration of user activations.
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[int, tuple[Callable[..., Any], Function]] = {}
+        self._by_name: dict[str, Function] = {}
+
+    def add(self, key: Callable[..., Any] | str, function: Function) -> None:
+        with self._lock:
+            if isinstance(key, str):
+                self._by_name[key] = function
+            else:
+                self._by_id[id(key)] = (key, function)
+
+    def remove(self, key: Callable[..., Any] | str) -> None:
+        with self._lock:
+            if isinstance(key, str):
+                self._by_name.pop(key, None)
+            else:
+                self._by_id.pop(id(key), None)
+
+    def by_name(self, name: str) -> Function | None:
+        return self._by_name.get(name)
+
+    def by_callable(self, fn: Callable[..., Any]) -> Function | None:
+        entry = self._by_id.get(id(fn))
+        return entry[1] if entry is not None and entry[0] is fn else None
+
+    def callables(self) -> Iterable[Callable[..., Any]]:
+        return [fn for fn, _ in self._by_id.values()]
+
+
+_registry = _Registry()
+
+
+def register_monotone(
+    activation: Callable[..., Any] | str,
+    *,
+    zero_at_zero: bool,
+    strictly_increasing: bool = False,
+    exact: bool = False,
+) -> Callable[..., Any] | str:
+    """Declares a custom activation elementwise and monotone non-decreasing.
+
+    Once declared, tf_reorder moves it past max pools like a built-in one. The
+    declaration is a promise: tf_reorder cannot check it, and a wrong one gives a
+    model that computes something else.
+
+    Args:
+      activation: the function object, or its registered Keras name (e.g.
+        ``"my_pkg>scaled_tanh"``, as ``keras.saving.register_keras_serializable``
+        names it).
+      zero_at_zero: whether ``f(0) == 0`` exactly; only then may ``f`` cross
+        zero padding.
+      strictly_increasing: whether ``f(a) < f(b)`` whenever ``a < b`` (needed to
+        move past a max pool that also returns the argmax).
+      exact: whether ``f`` uses only correctly rounded operations, so the two
+        orders agree bitwise (documentation for tests; it changes no decision).
+
+    Returns:
+      ``activation`` itself, so it can be used as a decorator.
+
+    Example:
+
+        def scaled_tanh(x):
+            return 1.7159 * keras.ops.tanh(0.6666 * x)
+
+        tf_reorder.register_monotone(scaled_tanh, zero_at_zero=True)
+        model = keras.Sequential([..., layers.Conv2D(8, 3, activation=scaled_tanh),
+                                  layers.MaxPooling2D()])
+        tf_reorder.reorder(model)  # scaled_tanh now runs after the pool
+    """
+    if not (isinstance(activation, str) or callable(activation)):
+        raise TypeError(
+            f"register_monotone takes a function or a name, not {type(activation).__name__}"
+        )
+    name = activation if isinstance(activation, str) else getattr(
+        activation, "__name__", repr(activation))
+    function = Function(
+        name,
+        _S if strictly_increasing else _N,
+        zero_at_zero=bool(zero_at_zero),
+        exact=bool(exact),
+    )
+    _registry.add(activation, function)
+    return activation
+
+
+def unregister_monotone(activation: Callable[..., Any] | str) -> None:
+    """Takes back a `register_monotone` declaration (no error if there was none)."""
+    _registry.remove(activation)
+
+
+def registered(fn: Callable[..., Any]) -> Function | None:
+    """The registered description of a callable, if the user declared one."""
+    return _registry.by_callable(fn)

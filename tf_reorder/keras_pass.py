@@ -1,0 +1,711 @@
+"""Keras front end: find activation -> max pool sites in a layer graph, and rebuild.
+
+The pass runs in two phases. `analyze` walks every (nested) model's layer graph,
+asks `algebra` about each activation that feeds a pool, and returns a `_Plan`:
+per layer call, what to do. `rebuild` then replays each graph on fresh `Input`s,
+calling the original layer objects except where the plan says otherwise.
+
+Why not `keras.models.clone_model(..., call_function=...)`: its `call_function`
+is told which layer is called but not at which call site, and a shared layer
+may be moved at one call and kept at another; Sequential models accept no
+`call_function` at all. Replaying the graph ourselves is as short and decides
+per call.
+
+Variables: the result reuses every layer it does not change, so those layers
+(and their variables) are shared with the input model, as when two functional
+models are built from the same layers. A producer that loses its fused
+activation is a new layer of the same class and config with a copy of the
+weights; a PReLU whose alpha must be reshaped is a new layer too. No
+initializer runs for weights that are then overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+from absl import logging
+from keras import layers
+from keras.src.models.functional import Functional
+
+from tf_reorder import algebra
+from tf_reorder.algebra import Step, StepKind
+from tf_reorder.errors import ReorderError
+from tf_reorder.report import Report, Site
+
+# Exact types: a user subclass may override call() and not apply `activation` last.
+PRODUCER_TYPES: tuple[type, ...] = (
+    layers.Conv1D, layers.Conv2D, layers.Conv3D,
+    layers.DepthwiseConv1D, layers.DepthwiseConv2D,
+    layers.SeparableConv1D, layers.SeparableConv2D,
+    layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose,
+    layers.Dense, layers.EinsumDense,
+)
+ACTIVATION_LAYER_TYPES: tuple[type, ...] = (
+    layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU, layers.PReLU,
+    layers.Softmax,
+)
+_STEP_KINDS: dict[type, StepKind] = {
+    **{t: StepKind.DATA_MOVEMENT for t in (
+        layers.Reshape, layers.Permute, layers.Flatten, layers.Identity,
+        layers.Cropping1D, layers.Cropping2D, layers.Cropping3D)},
+    **{t: StepKind.ZERO_PADDING for t in (
+        layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)},
+    **{t: StepKind.MAX_POOL for t in (
+        layers.MaxPooling1D, layers.MaxPooling2D, layers.MaxPooling3D,
+        layers.GlobalMaxPooling1D, layers.GlobalMaxPooling2D, layers.GlobalMaxPooling3D,
+        layers.AdaptiveMaxPooling1D, layers.AdaptiveMaxPooling2D,
+        layers.AdaptiveMaxPooling3D)},
+    **{t: StepKind.AVERAGE_POOL for t in (
+        layers.AveragePooling1D, layers.AveragePooling2D, layers.AveragePooling3D,
+        layers.GlobalAveragePooling1D, layers.GlobalAveragePooling2D,
+        layers.GlobalAveragePooling3D, layers.AdaptiveAveragePooling1D,
+        layers.AdaptiveAveragePooling2D, layers.AdaptiveAveragePooling3D)},
+}
+_POOL_KINDS = (StepKind.MAX_POOL, StepKind.AVERAGE_POOL)
+# Between a PReLU and its pool only steps that keep every axis where it is.
+_AXIS_PRESERVING = (layers.Identity, layers.Cropping1D, layers.Cropping2D,
+                    layers.Cropping3D, layers.ZeroPadding1D, layers.ZeroPadding2D,
+                    layers.ZeroPadding3D)
+
+
+def step_kind(layer: Any) -> StepKind | None:
+    return _STEP_KINDS.get(type(layer))
+
+
+# ---------------------------------------------------------------------------
+# Naming activation functions.
+
+_builtin_names: dict[int, str] | None = None
+
+
+def _builtin_activation_names() -> dict[int, str]:
+    global _builtin_names
+    if _builtin_names is None:
+        names: dict[int, str] = {}
+        for name in algebra.KERAS_ACTIVATIONS:
+            try:
+                fn = keras.activations.get(name)
+            except ValueError:
+                continue
+            names.setdefault(id(fn), name)  # first name wins ("silu" before "swish")
+        _builtin_names = names
+    return _builtin_names
+
+
+def describe_callable(fn: Callable[..., Any]) -> algebra.Function:
+    """The algebra's view of an activation function object."""
+    declared = algebra.registered(fn)
+    if declared is not None:
+        return declared
+    name = _builtin_activation_names().get(id(fn))
+    if name is not None:
+        return algebra.KERAS_ACTIVATIONS[name]
+    try:
+        serialized = keras.activations.serialize(fn)
+    except (ValueError, TypeError):
+        serialized = None
+    if isinstance(serialized, str):
+        declared = algebra.keras_activation(serialized)
+        if declared.monotonicity is not algebra.Monotonicity.UNKNOWN:
+            return declared
+    label = getattr(fn, "__name__", None) or type(fn).__name__
+    return algebra.unknown(label)
+
+
+def describe_activation(layer: Any) -> algebra.Function | None:
+    """The activation a layer applies last, or None if it applies none.
+
+    PReLU is described without its pooling context (see `_prelu_function`).
+    """
+    kind = type(layer)
+    if kind in PRODUCER_TYPES or kind is layers.Activation:
+        f = describe_callable(layer.activation)
+        return None if f.identity else f
+    if kind is layers.ReLU:
+        return algebra.relu(float(layer.negative_slope),
+                            None if layer.max_value is None else float(layer.max_value),
+                            float(layer.threshold))
+    if kind is layers.LeakyReLU:
+        return algebra.leaky_relu(float(layer.negative_slope))
+    if kind is layers.ELU:
+        return algebra.elu(float(layer.alpha))
+    if kind is layers.Softmax:
+        return algebra.KERAS_ACTIVATIONS["softmax"]
+    if kind is layers.PReLU:
+        return algebra.prelu(_min_alpha(layer), uniform=True)
+    return None
+
+
+def _min_alpha(layer: Any) -> float:
+    alpha = keras.ops.convert_to_numpy(layer.alpha)
+    return float(alpha.min()) if alpha.size else 0.0
+
+
+# ---------------------------------------------------------------------------
+# A view of one model's layer graph.
+
+
+@dataclasses.dataclass(eq=False)
+class _Call:
+    layer: Any
+    node: Any
+    position: int
+    inputs: list[Any]
+    outputs: list[Any]
+
+
+class _Graph:
+    """The calls of one Functional or Sequential model, in topological order."""
+
+    def __init__(self, model: Any) -> None:
+        functional = model._functional if isinstance(model, keras.Sequential) else model
+        self.model = model
+        self.functional = functional
+        self.calls: list[_Call] = []
+        self.consumers: dict[int, list[_Call]] = {}
+        for depth in sorted(functional._nodes_by_depth, reverse=True):
+            for node in functional._nodes_by_depth[depth]:
+                if node.operation is None or node.is_input:
+                    continue
+                call = _Call(node.operation, node, len(self.calls),
+                             list(node.input_tensors), list(keras.tree.flatten(node.outputs)))
+                self.calls.append(call)
+                for tensor in call.inputs:
+                    self.consumers.setdefault(id(tensor), []).append(call)
+        self.output_ids = {id(t) for t in functional.outputs}
+
+    def consumers_of(self, tensor: Any) -> list[_Call]:
+        return self.consumers.get(id(tensor), [])
+
+
+def _elements(tensor: Any) -> int | None:
+    dims = tensor.shape[1:]
+    if any(d is None for d in dims):
+        return None
+    return math.prod(dims)
+
+
+# ---------------------------------------------------------------------------
+# Phase 1: analysis.
+
+
+class Edit(enum.Enum):
+    DROP_ACTIVATION = "drop the fused activation"  # call the split producer
+    SPLIT_KEEP = "split, then apply the activation here"  # split elsewhere, kept here
+    SKIP = "skip the standalone activation"
+    APPLY_AFTER = "apply the activation after this pool"
+    REPLACE = "call the rewritten nested model"
+
+
+@dataclasses.dataclass
+class _Move:
+    """An activation call moved to after `landing`."""
+
+    activation_call: _Call
+    function: algebra.Function
+    landing: _Call
+    fused: bool
+    landing_is_output: bool
+
+
+@dataclasses.dataclass
+class _ModelPlan:
+    model: Any
+    scope: str
+    graph: _Graph
+    edits: dict[int, Edit] = dataclasses.field(default_factory=dict)  # call position -> edit
+    moves_by_landing: dict[int, _Move] = dataclasses.field(default_factory=dict)
+    nested: dict[int, "_ModelPlan"] = dataclasses.field(default_factory=dict)  # position -> plan
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.edits)
+
+
+@dataclasses.dataclass
+class _Plan:
+    root: _ModelPlan
+    sites: list[Site]
+    split_layers: dict[int, Any]  # id(layer) -> the original producer layer
+
+
+def check_model(model: Any) -> None:
+    """Raises `ReorderError` naming the problem if `model` cannot be walked."""
+    if not isinstance(model, keras.Model):
+        raise ReorderError(
+            f"expected a keras.Model, got {type(model).__module__}.{type(model).__name__}")
+    if isinstance(model, keras.Sequential):
+        if model._functional is None:
+            raise ReorderError(
+                f"model '{model.name}' is not built: give the Sequential an Input "
+                "(or call build(input_shape)) before reordering it")
+        return
+    if not isinstance(model, Functional):
+        raise ReorderError(
+            f"model '{model.name}' is a subclassed model ({type(model).__name__}); its "
+            "call() is Python code with no layer graph to walk. Build it with the "
+            "functional API or keras.Sequential")
+
+
+def analyze(model: Any) -> _Plan:
+    check_model(model)
+    sites: list[Site] = []
+    split_layers: dict[int, Any] = {}
+    plans: dict[int, _ModelPlan] = {}
+    root = _analyze_model(model, model.name, sites, split_layers, plans)
+    _mark_split_keeps(plans.values(), split_layers)
+    return _Plan(root, sites, split_layers)
+
+
+def _is_walkable(layer: Any) -> bool:
+    if isinstance(layer, keras.Sequential):
+        return layer._functional is not None
+    return isinstance(layer, Functional)
+
+
+def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict[int, Any],
+                   plans: dict[int, _ModelPlan]) -> _ModelPlan:
+    if id(model) in plans:
+        return plans[id(model)]
+    plan = _ModelPlan(model, scope, _Graph(model))
+    plans[id(model)] = plan
+    graph = plan.graph
+    for call in graph.calls:
+        layer = call.layer
+        if _is_walkable(layer):
+            inner = _analyze_model(layer, f"{scope}/{layer.name}", sites, split_layers, plans)
+            plan.nested[call.position] = inner
+            _report_boundary_sites(plan, call, inner, sites)
+            continue
+        function = describe_activation(layer)
+        if function is None:
+            continue
+        site, move = _analyze_site(plan, call, function)
+        if site is None:
+            continue
+        sites.append(site)
+        if move is None:
+            continue
+        if move.fused:
+            plan.edits[call.position] = Edit.DROP_ACTIVATION
+            split_layers[id(layer)] = layer
+        else:
+            plan.edits[call.position] = Edit.SKIP
+        plan.edits[move.landing.position] = Edit.APPLY_AFTER
+        plan.moves_by_landing[move.landing.position] = move
+    for position, inner in plan.nested.items():
+        if inner.changed:
+            plan.edits[position] = Edit.REPLACE
+    return plan
+
+
+def _mark_split_keeps(plans: Sequence[_ModelPlan], split_layers: dict[int, Any]) -> None:
+    """A split producer called where its activation stays gets it back explicitly."""
+    changed = True
+    for plan in plans:
+        for call in plan.graph.calls:
+            if id(call.layer) in split_layers and call.position not in plan.edits:
+                plan.edits[call.position] = Edit.SPLIT_KEEP
+    # A nested model that only gained SPLIT_KEEP edits is changed too.
+    while changed:
+        changed = False
+        for plan in plans:
+            for position, inner in plan.nested.items():
+                if inner.changed and plan.edits.get(position) is not Edit.REPLACE:
+                    plan.edits[position] = Edit.REPLACE
+                    changed = True
+
+
+@dataclasses.dataclass
+class _Path:
+    calls: list[_Call]  # the single-consumer chain after the activation
+    steps: list[Step]
+    stop_reason: str  # why the chain ended ("" at an ordinary layer)
+    pool_reachable: Any  # the first pool call reachable, also across a fan-out
+
+
+def _walk(graph: _Graph, start: Any, start_name: str) -> _Path:
+    calls: list[_Call] = []
+    steps: list[Step] = []
+    tensor, name = start, start_name
+    while True:
+        consumers = graph.consumers_of(tensor)
+        if id(tensor) in graph.output_ids:
+            stop = f"the output of '{name}' is also a model output"
+            break
+        if len(consumers) != 1:
+            others = ", ".join(sorted({f"'{c.layer.name}'" for c in consumers}))
+            stop = f"the output of '{name}' has {len(consumers)} consumers ({others})" \
+                if consumers else ""
+            break
+        (consumer,) = consumers
+        kind = step_kind(consumer.layer)
+        if kind is None or len(consumer.inputs) != 1:
+            stop = ""
+            break
+        calls.append(consumer)
+        steps.append(Step(kind, consumer.layer.name))
+        if kind is StepKind.AVERAGE_POOL:
+            stop = ""
+            break
+        tensor, name = consumer.outputs[0], consumer.layer.name
+    pool = next((c for c in calls if step_kind(c.layer) in _POOL_KINDS), None)
+    if pool is None and stop:
+        pool = _first_pool_beyond(graph, tensor)
+    return _Path(calls, steps, stop, pool)
+
+
+def _first_pool_beyond(graph: _Graph, tensor: Any) -> _Call | None:
+    """A pool reachable from `tensor` through data movement, across fan-outs."""
+    frontier, seen = [tensor], set()
+    while frontier:
+        t = frontier.pop()
+        for consumer in graph.consumers_of(t):
+            if consumer.position in seen:
+                continue
+            seen.add(consumer.position)
+            kind = step_kind(consumer.layer)
+            if kind in _POOL_KINDS:
+                return consumer
+            if kind is not None:
+                frontier.extend(consumer.outputs)
+    return None
+
+
+def _analyze_site(plan: _ModelPlan, call: _Call,
+                  function: algebra.Function) -> tuple[Site | None, _Move | None]:
+    graph = plan.graph
+    layer = call.layer
+    fused = type(layer) in PRODUCER_TYPES
+    activation_out = call.outputs[0]
+    path = _walk(graph, activation_out, layer.name)
+    if path.pool_reachable is None:
+        return None, None  # the activation feeds no pool: not a candidate
+
+    if type(layer) is layers.PReLU:
+        function = _prelu_function(layer, path)
+    notes: list[str] = []
+    if function.weight_dependent:
+        notes.append(f"the decision on '{layer.name}' rests on its trained weights at "
+                     "rewrite time")
+
+    landing, verdict = algebra.landing_index(function, path.steps)
+    first_pool = algebra.Step(step_kind(path.pool_reachable.layer), path.pool_reachable.layer.name)
+    f_verdict = algebra.commutes_with_max(function, first_pool)
+    if not f_verdict and not f_verdict.reason.endswith("nothing to move"):
+        verdict, landing = f_verdict, 0
+    elif landing == 0 and path.stop_reason and verdict.reason == "no max pooling on the path":
+        verdict = algebra.Verdict(False, path.stop_reason)
+
+    crossed = path.calls[:landing] if landing else path.calls
+    landing_call = crossed[-1] if landing else path.pool_reachable
+    before = _elements(activation_out)
+    after = _elements(landing_call.outputs[0]) if landing else None
+
+    if verdict:
+        verdict = _dtype_check(call, crossed) or algebra.worth_moving(before, after)
+    if verdict and type(layer) is layers.PReLU and _call_count(graph, layer) > 1:
+        verdict = algebra.Verdict(False, f"PReLU '{layer.name}' is shared by several calls; "
+                                  "moving it would unshare its alphas")
+
+    producer = None
+    if fused:
+        producer = layer.name
+    elif call.inputs:
+        history = getattr(call.inputs[0], "_keras_history", None)
+        producer = history.operation.name if history and history.operation else None
+    between_calls = [c for c in crossed if c is not landing_call] if verdict else \
+        [c for c in path.calls if c is not path.pool_reachable
+         and c.position < path.pool_reachable.position]
+    site = Site(
+        scope=plan.scope,
+        activation=layer.name,
+        function=function.name,
+        fused=fused,
+        producer=producer,
+        between=tuple(c.layer.name for c in between_calls),
+        pool=landing_call.layer.name,
+        moved=bool(verdict),
+        reason=verdict.reason,
+        elements_before=before,
+        elements_after=after if verdict else before,
+        notes=tuple(notes),
+    )
+    if not verdict:
+        return site, None
+    move = _Move(call, function, landing_call, fused,
+                 landing_is_output=id(landing_call.outputs[0]) in graph.output_ids)
+    return site, move
+
+
+def _dtype_check(call: _Call, crossed: Sequence[_Call]) -> algebra.Verdict:
+    dtype = call.outputs[0].dtype
+    for c in crossed:
+        if c.outputs[0].dtype != dtype or c.layer.compute_dtype != dtype:
+            return algebra.Verdict(
+                False, f"'{c.layer.name}' computes in {c.layer.compute_dtype}, the activation "
+                f"in {dtype}: the activation would run in another precision")
+    return algebra.YES
+
+
+def _call_count(graph: _Graph, layer: Any) -> int:
+    return sum(1 for c in graph.calls if c.layer is layer)
+
+
+def _channel_axis(pool_layer: Any, rank: int) -> int:
+    data_format = getattr(pool_layer, "data_format", "channels_last")
+    return 1 if data_format == "channels_first" else rank - 1
+
+
+def _prelu_function(layer: Any, path: _Path) -> algebra.Function:
+    """PReLU is uniform over a window iff its alphas are shared over all but channels."""
+    min_alpha = _min_alpha(layer)
+    pool = path.pool_reachable
+    rank = len(layer.output.shape) if len(layer._inbound_nodes) == 1 else len(pool.inputs[0].shape)
+    between = [c for c in path.calls if c.position < pool.position]
+    preserving = all(type(c.layer) in _AXIS_PRESERVING for c in between)
+    shared = set(layer.shared_axes or ())
+    per_position = {a for a in range(1, rank) if a not in shared}
+    if not per_position:
+        uniform = True
+    else:
+        uniform = preserving and per_position <= {_channel_axis(pool.layer, rank)}
+    function = algebra.prelu(min_alpha, uniform=uniform)
+    name = f"PReLU(shared_axes={sorted(shared) or None}, min alpha={min_alpha:g})"
+    return dataclasses.replace(function, name=name)
+
+
+def _report_boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan,
+                           sites: list[Site]) -> None:
+    """An activation that is a nested model's output and feeds a pool outside it."""
+    inner_outputs = inner.graph.functional.outputs
+    for inner_out, outer_out in zip(inner_outputs, call.outputs):
+        history = getattr(inner_out, "_keras_history", None)
+        op = history.operation if history else None
+        if op is None or _is_walkable(op):
+            continue
+        function = describe_activation(op)
+        if function is None:
+            continue
+        path = _walk(plan.graph, outer_out, call.layer.name)
+        if path.pool_reachable is None:
+            continue
+        sites.append(Site(
+            scope=inner.scope, activation=op.name, function=function.name,
+            fused=type(op) in PRODUCER_TYPES, producer=None, between=(),
+            pool=f"{plan.scope}/{path.pool_reachable.layer.name}", moved=False,
+            reason=f"the activation is an output of nested model '{call.layer.name}' and "
+                   "the pool is outside it: moves across model boundaries are not supported",
+            elements_before=_elements(outer_out), elements_after=_elements(outer_out)))
+
+
+# ---------------------------------------------------------------------------
+# Phase 2: rebuild.
+
+
+class _Builder:
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.linear_layers: dict[int, Any] = {}
+        self.rebuilt: dict[int, Any] = {}
+
+    def model(self, model_plan: _ModelPlan, *, top: bool = False) -> Any:
+        model = model_plan.model
+        if not top and not model_plan.changed:
+            return model
+        if id(model) in self.rebuilt:
+            return self.rebuilt[id(model)]
+        names = _NameSource(layer.name for layer in model.layers)
+        if isinstance(model, keras.Sequential):
+            new = self._sequential(model_plan, names)
+        else:
+            new = self._functional(model_plan, names)
+        new.trainable = model.trainable
+        _copy_compile_state(model, new)
+        self.rebuilt[id(model)] = new
+        return new
+
+    def _sequential(self, model_plan: _ModelPlan, names: "_NameSource") -> Any:
+        model = model_plan.model
+        new_layers: list[Any] = []
+        for call in model_plan.graph.calls:
+            new_layers.extend(self._layers_for(model_plan, call, names))
+        (inp,) = model.inputs
+        input_layer = model._layers[0]
+        new_input = keras.Input(batch_shape=inp.shape, dtype=inp.dtype, name=input_layer.name)
+        return keras.Sequential([new_input, *new_layers], name=model.name)
+
+    def _layers_for(self, model_plan: _ModelPlan, call: _Call, names: "_NameSource") -> list[Any]:
+        """The layers that replace one call in a Sequential (applied in order)."""
+        edit = model_plan.edits.get(call.position)
+        layer = call.layer
+        if edit is None:
+            return [layer]
+        if edit is Edit.SKIP:
+            return []
+        if edit is Edit.DROP_ACTIVATION:
+            return [self.linear(layer)]
+        if edit is Edit.SPLIT_KEEP:
+            return [self.linear(layer), self.activation_for_split(layer, names)]
+        if edit is Edit.REPLACE:
+            return [self.model(model_plan.nested[call.position])]
+        move = model_plan.moves_by_landing[call.position]
+        pool, activation = self.landing_layers(move, names)
+        return [pool, activation]
+
+    def _functional(self, model_plan: _ModelPlan, names: "_NameSource") -> Any:
+        model = model_plan.model
+        new_inputs = keras.tree.map_structure(
+            lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, sparse=x.sparse,
+                                  name=x.name),
+            model.input)
+        tensors = {id(old): new for old, new in
+                   zip(model.inputs, keras.tree.flatten(new_inputs))}
+        for call in model_plan.graph.calls:
+            args, kwargs = call.node.arguments.fill_in(tensors)
+            outputs = self._call(model_plan, call, names, args, kwargs)
+            for old, new in zip(call.outputs, keras.tree.flatten(outputs)):
+                tensors[id(old)] = new
+        new_outputs = keras.tree.pack_sequence_as(
+            model.output, [tensors[id(t)] for t in model.outputs])
+        return keras.Model(new_inputs, new_outputs, name=model.name)
+
+    def _call(self, model_plan: _ModelPlan, call: _Call, names: "_NameSource",
+              args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        edit = model_plan.edits.get(call.position)
+        if edit is Edit.SKIP:
+            return args[0]
+        if edit is None:
+            return call.layer(*args, **kwargs)
+        if edit is Edit.REPLACE:
+            return self.model(model_plan.nested[call.position])(*args, **kwargs)
+        if edit is Edit.APPLY_AFTER:
+            move = model_plan.moves_by_landing[call.position]
+            pool, activation = self.landing_layers(move, names)
+            return activation(pool(*args, **kwargs))
+        out = self.linear(call.layer)(*args, **kwargs)
+        if edit is Edit.SPLIT_KEEP:
+            out = self.activation_for_split(call.layer, names)(out)
+        return out
+
+    # -- new layers ----------------------------------------------------------
+
+    def linear(self, layer: Any) -> Any:
+        """The producer without its activation: same class, config and weights."""
+        if id(layer) in self.linear_layers:
+            return self.linear_layers[id(layer)]
+        config = layer.get_config()
+        config["activation"] = "linear"
+        # Build with cheap initializers, then copy the trained weights over them.
+        initializer_keys = [k for k, v in config.items()
+                            if k.endswith("_initializer") and v is not None]
+        for key in initializer_keys:
+            config[key] = "zeros"
+        new = type(layer).from_config(config)
+        new.build(layer._inbound_nodes[0].input_tensors[0].shape)
+        for key in initializer_keys:
+            if hasattr(layer, key):
+                setattr(new, key, getattr(layer, key))
+        for target, source in zip(new.weights, layer.weights, strict=True):
+            target.assign(source)
+        self.linear_layers[id(layer)] = new
+        logging.vlog(1, "split the activation off '%s'", layer.name)
+        return new
+
+    def activation_for_split(self, layer: Any, names: "_NameSource") -> Any:
+        return _activation_layer(layer.activation, names.fresh(f"{layer.name}_activation"),
+                                 layer.dtype_policy)
+
+    def landing_layers(self, move: _Move, names: "_NameSource") -> tuple[Any, Any]:
+        """The pool to call and the activation to apply after it."""
+        pool = move.landing.layer
+        source = move.activation_call.layer
+        activation_name = None
+        if move.landing_is_output:
+            # The model's output keeps its name: the activation takes the pool's.
+            activation_name = pool.name
+            pool_config = pool.get_config()
+            pool_config["name"] = names.fresh(f"{pool.name}_pool")
+            pool = type(pool).from_config(pool_config)
+        pooled = move.landing.outputs[0]
+        if move.fused:
+            name = activation_name or names.fresh(f"{source.name}_activation")
+            return pool, _activation_layer(source.activation, name, source.dtype_policy)
+        if type(source) is layers.PReLU:
+            return pool, _prelu_for(source, pooled, move.landing.layer,
+                                    activation_name or source.name)
+        if activation_name is None:
+            return pool, source
+        config = source.get_config()
+        config["name"] = activation_name
+        return pool, type(source).from_config(config)
+
+
+def _activation_layer(fn: Callable[..., Any], name: str, dtype_policy: Any) -> Any:
+    builtin = _builtin_activation_names().get(id(fn))
+    return layers.Activation(builtin or fn, name=name, dtype=dtype_policy)
+
+
+def _prelu_for(source: Any, pooled: Any, pool_layer: Any, name: str) -> Any:
+    """A PReLU for the pooled tensor with the same per-channel alphas."""
+    alpha = keras.ops.convert_to_numpy(source.alpha)
+    rank = len(pooled.shape)
+    if alpha.size == 1:
+        shared = list(range(1, rank))
+    else:
+        channel = _channel_axis(pool_layer, rank) if rank > 2 else 1
+        shared = [a for a in range(1, rank) if a != channel] or None
+    config = source.get_config()
+    config.update(name=name, shared_axes=shared, alpha_initializer="zeros")
+    new = layers.PReLU.from_config(config)
+    new.build(pooled.shape)
+    new.alpha_initializer = source.alpha_initializer
+    new.alpha.assign(alpha.reshape(tuple(new.alpha.shape)))
+    return new
+
+
+class _NameSource:
+    """Layer names unique within one model."""
+
+    def __init__(self, taken: Any) -> None:
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.taken:
+            name, i = f"{base}_{i}", i + 1
+        self.taken.add(name)
+        return name
+
+
+def _copy_compile_state(model: Any, new: Any) -> None:
+    if not getattr(model, "compiled", False):
+        return
+    try:
+        new.compile_from_config(model.get_compile_config())
+    except Exception as error:  # a custom loss or metric that cannot be rebuilt
+        logging.warning("could not compile the rewritten model like '%s': %s", model.name, error)
+
+
+# ---------------------------------------------------------------------------
+# Entry points.
+
+
+def plan(model: Any) -> Report:
+    return Report(model.name if isinstance(model, keras.Model) else "?",
+                  tuple(analyze(model).sites))
+
+
+def reorder(model: Any) -> tuple[Any, Report]:
+    analysis = analyze(model)
+    new = _Builder(analysis).model(analysis.root, top=True)
+    report = Report(model.name, tuple(analysis.sites))
+    logging.info("reordered '%s': %d of %d sites moved, %d activation elements per sample "
+                 "saved", model.name, len(report.moved), len(report.sites),
+                 report.elements_saved)
+    return new, report
