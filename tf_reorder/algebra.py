@@ -110,14 +110,14 @@ def commutes_with_max(f: Function, step: Step) -> Verdict:
     """Whether ``max(f(x)) == f(max(x))`` for the max that ``step`` takes."""
     if f.identity:
         return Verdict(False, f"{f.name} is the identity: nothing to move")
-    if not f.elementwise:
-        return Verdict(False, f"{f.name} is not elementwise")
     if f.monotonicity is Monotonicity.UNKNOWN:
         return Verdict(
             False,
             f"{f.name} is unknown; declare it with tf_reorder.register_monotone "
-            "if it is monotone non-decreasing",
+            "if it is elementwise and monotone non-decreasing",
         )
+    if not f.elementwise:
+        return Verdict(False, f"{f.name} is not elementwise")
     if f.monotonicity is Monotonicity.NON_INCREASING:
         return Verdict(False, f"{f.name} is non-increasing: it would turn the max into a min")
     if not f.monotonicity.keeps_order:
@@ -247,7 +247,7 @@ KERAS_ACTIVATIONS: dict[str, Function] = {
         _fn("tanh", _N, zero=True),
         _fn("hard_tanh", _N, zero=True, exact=True),
         _fn("softplus", _N),
-        _fn("sparse_plus", _N, exact=True),
+        _fn("sparse_plus", _N),
         _fn("squareplus", _N),
         _fn("softsign", _N, zero=True, exact=True),
         _fn("exponential", _N),

@@ -219,7 +219,10 @@ class _ModelPlan:
     scope: str
     graph: _Graph
     edits: dict[int, Edit] = dataclasses.field(default_factory=dict)  # call position -> edit
-    moves_by_landing: dict[int, _Move] = dataclasses.field(default_factory=dict)
+    # landing position -> the activations applied after it, innermost first
+    moves_by_landing: dict[int, list[_Move]] = dataclasses.field(default_factory=dict)
+    # position of a standalone activation that moves -> position of its landing pool
+    skipped: dict[int, int] = dataclasses.field(default_factory=dict)
     nested: dict[int, "_ModelPlan"] = dataclasses.field(default_factory=dict)  # position -> plan
 
     @property
@@ -275,12 +278,15 @@ def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict
     plan = _ModelPlan(model, scope, _Graph(model))
     plans[id(model)] = plan
     graph = plan.graph
-    for call in graph.calls:
+    found: list[tuple[int, Site]] = []
+    # Last call first: an activation that moves is transparent to the walks of
+    # the activations before it, which then may move as far as its landing.
+    for call in reversed(graph.calls):
         layer = call.layer
         if _is_walkable(layer):
             inner = _analyze_model(layer, f"{scope}/{layer.name}", sites, split_layers, plans)
             plan.nested[call.position] = inner
-            _report_boundary_sites(plan, call, inner, sites)
+            found.extend((call.position, site) for site in _boundary_sites(plan, call, inner))
             continue
         function = describe_activation(layer)
         if function is None:
@@ -288,7 +294,7 @@ def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict
         site, move = _analyze_site(plan, call, function)
         if site is None:
             continue
-        sites.append(site)
+        found.append((call.position, site))
         if move is None:
             continue
         if move.fused:
@@ -296,8 +302,10 @@ def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict
             split_layers[id(layer)] = layer
         else:
             plan.edits[call.position] = Edit.SKIP
+            plan.skipped[call.position] = move.landing.position
         plan.edits[move.landing.position] = Edit.APPLY_AFTER
-        plan.moves_by_landing[move.landing.position] = move
+        plan.moves_by_landing.setdefault(move.landing.position, []).insert(0, move)
+    sites.extend(site for _, site in sorted(found, key=lambda item: item[0]))
     for position, inner in plan.nested.items():
         if inner.changed:
             plan.edits[position] = Edit.REPLACE
@@ -327,11 +335,21 @@ class _Path:
     steps: list[Step]
     stop_reason: str  # why the chain ended ("" at an ordinary layer)
     pool_reachable: Any  # the first pool call reachable, also across a fan-out
+    limit: int | None  # index in `calls` past which the activation may not land
 
 
-def _walk(graph: _Graph, start: Any, start_name: str) -> _Path:
+def _walk(graph: _Graph, start: Any, start_name: str,
+          skipped: dict[int, int] | None = None) -> _Path:
+    """The chain of data movement and pools that the output of an activation feeds.
+
+    A standalone activation in `skipped` (it moves to its own landing pool) is
+    crossed like data movement, but the walk's activation may land no further
+    than that pool, so the two keep their order.
+    """
+    skipped = skipped or {}
     calls: list[_Call] = []
     steps: list[Step] = []
+    limit_position: int | None = None
     tensor, name = start, start_name
     while True:
         consumers = graph.consumers_of(tensor)
@@ -345,6 +363,10 @@ def _walk(graph: _Graph, start: Any, start_name: str) -> _Path:
             break
         (consumer,) = consumers
         kind = step_kind(consumer.layer)
+        if consumer.position in skipped:
+            kind = StepKind.DATA_MOVEMENT
+            if limit_position is None:
+                limit_position = skipped[consumer.position]
         if kind is None or len(consumer.inputs) != 1:
             stop = ""
             break
@@ -357,7 +379,8 @@ def _walk(graph: _Graph, start: Any, start_name: str) -> _Path:
     pool = next((c for c in calls if step_kind(c.layer) in _POOL_KINDS), None)
     if pool is None and stop:
         pool = _first_pool_beyond(graph, tensor)
-    return _Path(calls, steps, stop, pool)
+    limit = next((i for i, c in enumerate(calls) if c.position == limit_position), None)
+    return _Path(calls, steps, stop, pool, limit)
 
 
 def _first_pool_beyond(graph: _Graph, tensor: Any) -> _Call | None:
@@ -383,7 +406,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call,
     layer = call.layer
     fused = type(layer) in PRODUCER_TYPES
     activation_out = call.outputs[0]
-    path = _walk(graph, activation_out, layer.name)
+    path = _walk(graph, activation_out, layer.name, plan.skipped)
     if path.pool_reachable is None:
         return None, None  # the activation feeds no pool: not a candidate
 
@@ -394,7 +417,8 @@ def _analyze_site(plan: _ModelPlan, call: _Call,
         notes.append(f"the decision on '{layer.name}' rests on its trained weights at "
                      "rewrite time")
 
-    landing, verdict = algebra.landing_index(function, path.steps)
+    reachable = path.steps if path.limit is None else path.steps[:path.limit + 1]
+    landing, verdict = algebra.landing_index(function, reachable)
     first_pool = algebra.Step(step_kind(path.pool_reachable.layer), path.pool_reachable.layer.name)
     f_verdict = algebra.commutes_with_max(function, first_pool)
     if not f_verdict and not f_verdict.reason.endswith("nothing to move"):
@@ -408,7 +432,9 @@ def _analyze_site(plan: _ModelPlan, call: _Call,
     after = _elements(landing_call.outputs[0]) if landing else None
 
     if verdict:
-        verdict = _dtype_check(call, crossed) or algebra.worth_moving(before, after)
+        verdict = _dtype_check(call, crossed)
+    if verdict:
+        verdict = algebra.worth_moving(before, after)
     if verdict and type(layer) is layers.PReLU and _call_count(graph, layer) > 1:
         verdict = algebra.Verdict(False, f"PReLU '{layer.name}' is shared by several calls; "
                                   "moving it would unshare its alphas")
@@ -480,9 +506,9 @@ def _prelu_function(layer: Any, path: _Path) -> algebra.Function:
     return dataclasses.replace(function, name=name)
 
 
-def _report_boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan,
-                           sites: list[Site]) -> None:
+def _boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan) -> list[Site]:
     """An activation that is a nested model's output and feeds a pool outside it."""
+    sites: list[Site] = []
     inner_outputs = inner.graph.functional.outputs
     for inner_out, outer_out in zip(inner_outputs, call.outputs):
         history = getattr(inner_out, "_keras_history", None)
@@ -492,7 +518,7 @@ def _report_boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan,
         function = describe_activation(op)
         if function is None:
             continue
-        path = _walk(plan.graph, outer_out, call.layer.name)
+        path = _walk(plan.graph, outer_out, call.layer.name, plan.skipped)
         if path.pool_reachable is None:
             continue
         sites.append(Site(
@@ -502,6 +528,7 @@ def _report_boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan,
             reason=f"the activation is an output of nested model '{call.layer.name}' and "
                    "the pool is outside it: moves across model boundaries are not supported",
             elements_before=_elements(outer_out), elements_after=_elements(outer_out)))
+    return sites
 
 
 # ---------------------------------------------------------------------------
@@ -554,15 +581,14 @@ class _Builder:
             return [self.linear(layer), self.activation_for_split(layer, names)]
         if edit is Edit.REPLACE:
             return [self.model(model_plan.nested[call.position])]
-        move = model_plan.moves_by_landing[call.position]
-        pool, activation = self.landing_layers(move, names)
-        return [pool, activation]
+        pool, activations = self.landing_layers(model_plan.moves_by_landing[call.position], names)
+        return [pool, *activations]
 
     def _functional(self, model_plan: _ModelPlan, names: "_NameSource") -> Any:
         model = model_plan.model
         new_inputs = keras.tree.map_structure(
             lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype, sparse=x.sparse,
-                                  name=x.name),
+                                  name=x._keras_history.operation.name),
             model.input)
         tensors = {id(old): new for old, new in
                    zip(model.inputs, keras.tree.flatten(new_inputs))}
@@ -585,9 +611,12 @@ class _Builder:
         if edit is Edit.REPLACE:
             return self.model(model_plan.nested[call.position])(*args, **kwargs)
         if edit is Edit.APPLY_AFTER:
-            move = model_plan.moves_by_landing[call.position]
-            pool, activation = self.landing_layers(move, names)
-            return activation(pool(*args, **kwargs))
+            pool, activations = self.landing_layers(model_plan.moves_by_landing[call.position],
+                                                    names)
+            out = pool(*args, **kwargs)
+            for activation in activations:
+                out = activation(out)
+            return out
         out = self.linear(call.layer)(*args, **kwargs)
         if edit is Edit.SPLIT_KEEP:
             out = self.activation_for_split(call.layer, names)(out)
@@ -621,29 +650,39 @@ class _Builder:
         return _activation_layer(layer.activation, names.fresh(f"{layer.name}_activation"),
                                  layer.dtype_policy)
 
-    def landing_layers(self, move: _Move, names: "_NameSource") -> tuple[Any, Any]:
-        """The pool to call and the activation to apply after it."""
-        pool = move.landing.layer
-        source = move.activation_call.layer
-        activation_name = None
-        if move.landing_is_output:
-            # The model's output keeps its name: the activation takes the pool's.
-            activation_name = pool.name
+    def landing_layers(self, moves: Sequence[_Move],
+                       names: "_NameSource") -> tuple[Any, list[Any]]:
+        """The pool to call and the activations to apply after it, in order."""
+        landing = moves[0].landing
+        pool = landing.layer
+        output_name = None
+        if moves[0].landing_is_output:
+            # The model's output keeps its name: the last activation takes the pool's.
+            output_name = pool.name
             pool_config = pool.get_config()
             pool_config["name"] = names.fresh(f"{pool.name}_pool")
             pool = type(pool).from_config(pool_config)
+        activations = [self._activation_after(move, names,
+                                              output_name if i == len(moves) - 1 else None)
+                       for i, move in enumerate(moves)]
+        return pool, activations
+
+    def _activation_after(self, move: _Move, names: "_NameSource",
+                          activation_name: str | None) -> Any:
+        """The layer that applies `move`'s activation after its landing pool."""
+        source = move.activation_call.layer
+        pool = move.landing.layer
         pooled = move.landing.outputs[0]
         if move.fused:
             name = activation_name or names.fresh(f"{source.name}_activation")
-            return pool, _activation_layer(source.activation, name, source.dtype_policy)
+            return _activation_layer(source.activation, name, source.dtype_policy)
         if type(source) is layers.PReLU:
-            return pool, _prelu_for(source, pooled, move.landing.layer,
-                                    activation_name or source.name)
+            return _prelu_for(source, pooled, pool, activation_name or source.name)
         if activation_name is None:
-            return pool, source
+            return source
         config = source.get_config()
         config["name"] = activation_name
-        return pool, type(source).from_config(config)
+        return type(source).from_config(config)
 
 
 def _activation_layer(fn: Callable[..., Any], name: str, dtype_policy: Any) -> Any:
