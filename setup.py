@@ -17,7 +17,7 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "jax"],
+        "test": ["pytest", "jax"],
         "bench": ["jax"],
     },
     entry_points={"console_scripts": ["tf-reorder=tf_reorder.cli:run"]},

@@ -426,14 +426,57 @@ def test_shared_nested_model_is_rewritten_once():
     assert len([layer for layer in new.layers if layer.name == "block"]) == 1
 
 
-def test_activation_leaving_a_nested_model_is_reported_not_moved():
-    backbone = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(3, 3, activation="relu")],
-                                name="backbone")
-    model = seq((8, 8, 3), backbone, layers.GlobalMaxPooling2D())
-    _, report = check_rewrite(model, moved=0)
+def _backbone(activation="relu", name="backbone"):
+    return keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(3, 3, activation=activation)],
+                            name=name)
+
+
+@pytest.mark.parametrize("activation, standalone", [("relu", False), ("tanh", True)])
+def test_activation_leaves_a_nested_model_to_follow_the_outer_pool(activation, standalone):
+    if standalone:
+        backbone = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(3, 3),
+                                     layers.Activation(activation, name="act")], name="backbone")
+    else:
+        backbone = _backbone(activation)
+    model = seq((8, 8, 3), backbone, layers.GlobalMaxPooling2D(), layers.Dense(2), name="outer")
+    new, report = check_rewrite(model, moved=1, exact=exact(activation))
     (site,) = report.sites
-    assert "model boundaries" in site.reason and site.scope == "sequential/backbone" \
-        or "model boundaries" in site.reason
+    assert site.scope == "outer" and site.activation.startswith("backbone/")
+    assert (site.elements_before, site.elements_after) == (36 * 3, 3)
+    new_backbone = new.get_layer("backbone")
+    assert new_backbone is not backbone
+    assert all(type(layer).__name__ != "Activation" for layer in new_backbone.layers)
+
+
+def test_nested_model_called_twice_keeps_its_activation():
+    backbone = _backbone()
+    inp = keras.Input((8, 8, 3))
+    a = layers.GlobalMaxPooling2D()(backbone(inp))
+    b = layers.Flatten()(backbone(layers.Identity()(inp)))
+    model = keras.Model(inp, [a, b])
+    _, report = check_rewrite(model, moved=0)
+    assert "called at 2 places" in report.sites[0].reason
+
+
+def test_nested_activation_with_an_inner_consumer_stays():
+    inner_in = keras.Input((8, 8, 3))
+    act = layers.Conv2D(3, 3, activation="relu")(inner_in)
+    backbone = keras.Model(inner_in, [act, layers.Conv2D(2, 1)(act)], name="backbone")
+    inp = keras.Input((8, 8, 3))
+    features, side = backbone(inp)
+    model = keras.Model(inp, [layers.GlobalMaxPooling2D()(features), side])
+    _, report = check_rewrite(model, moved=0)
+    assert "also feeds" in report.sites[0].reason
+
+
+def test_transfer_learning_idiom_resnet50_backbone_with_global_max_pool():
+    base = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    model = keras.Sequential([keras.Input((64, 64, 3)), base, layers.GlobalMaxPooling2D(),
+                              layers.Dense(3)], name="classifier")
+    _, report = check_rewrite(model, moved=2, batch=1)
+    boundary = [s for s in report.moved if s.scope == "classifier"]
+    assert [s.activation for s in boundary] == ["resnet50/conv5_block3_out"]
+    assert (boundary[0].elements_before, boundary[0].elements_after) == (2 * 2 * 2048, 2048)
 
 
 def test_mixed_float16_policy():

@@ -211,6 +211,7 @@ class _Move:
     landing: _Call
     fused: bool
     landing_is_output: bool
+    crosses_boundary: bool = False
 
 
 @dataclasses.dataclass
@@ -260,7 +261,10 @@ def analyze(model: Any) -> _Plan:
     sites: list[Site] = []
     split_layers: dict[int, Any] = {}
     plans: dict[int, _ModelPlan] = {}
-    root = _analyze_model(model, model.name, sites, split_layers, plans)
+    model_calls: dict[int, int] = {}
+    graphs: dict[int, _Graph] = {}
+    _count_model_calls(model, model_calls, graphs)
+    root = _analyze_model(model, model.name, sites, split_layers, plans, model_calls, graphs)
     _mark_split_keeps(plans.values(), split_layers)
     return _Plan(root, sites, split_layers)
 
@@ -272,10 +276,11 @@ def _is_walkable(layer: Any) -> bool:
 
 
 def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict[int, Any],
-                   plans: dict[int, _ModelPlan]) -> _ModelPlan:
+                   plans: dict[int, _ModelPlan], model_calls: dict[int, int],
+                   graphs: dict[int, _Graph]) -> _ModelPlan:
     if id(model) in plans:
         return plans[id(model)]
-    plan = _ModelPlan(model, scope, _Graph(model))
+    plan = _ModelPlan(model, scope, graphs[id(model)])
     plans[id(model)] = plan
     graph = plan.graph
     found: list[tuple[int, Site]] = []
@@ -284,9 +289,11 @@ def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict
     for call in reversed(graph.calls):
         layer = call.layer
         if _is_walkable(layer):
-            inner = _analyze_model(layer, f"{scope}/{layer.name}", sites, split_layers, plans)
+            inner = _analyze_model(layer, f"{scope}/{layer.name}", sites, split_layers, plans,
+                                   model_calls, graphs)
             plan.nested[call.position] = inner
-            found.extend((call.position, site) for site in _boundary_sites(plan, call, inner))
+            found.extend((call.position, site) for site in
+                         _boundary_sites(plan, call, inner, split_layers, model_calls))
             continue
         function = describe_activation(layer)
         if function is None:
@@ -400,18 +407,26 @@ def _first_pool_beyond(graph: _Graph, tensor: Any) -> _Call | None:
     return None
 
 
-def _analyze_site(plan: _ModelPlan, call: _Call,
-                  function: algebra.Function) -> tuple[Site | None, _Move | None]:
+def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
+                  start: Any = None, label: str | None = None,
+                  problem: str = "") -> tuple[Site | None, _Move | None]:
+    """Decides one candidate: the activation applied by `call`.
+
+    For an activation that is the output of a nested model, `call` is in the
+    nested graph, `start` is the nested model's output in `plan`'s graph,
+    `label` names the activation with its model, and `problem` is a reason to
+    refuse found inside the nested model.
+    """
     graph = plan.graph
     layer = call.layer
     fused = type(layer) in PRODUCER_TYPES
-    activation_out = call.outputs[0]
-    path = _walk(graph, activation_out, layer.name, plan.skipped)
+    activation_out = call.outputs[0] if start is None else start
+    path = _walk(graph, activation_out, label or layer.name, plan.skipped)
     if path.pool_reachable is None:
         return None, None  # the activation feeds no pool: not a candidate
 
     if type(layer) is layers.PReLU:
-        function = _prelu_function(layer, path)
+        function = _prelu_function(layer, path, len(activation_out.shape))
     notes: list[str] = []
     if function.weight_dependent:
         notes.append(f"the decision on '{layer.name}' rests on its trained weights at "
@@ -431,6 +446,8 @@ def _analyze_site(plan: _ModelPlan, call: _Call,
     before = _elements(activation_out)
     after = _elements(landing_call.outputs[0]) if landing else None
 
+    if verdict and problem:
+        verdict = algebra.Verdict(False, problem)
     if verdict:
         verdict = _dtype_check(call, crossed)
     if verdict:
@@ -450,7 +467,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call,
          and c.position < path.pool_reachable.position]
     site = Site(
         scope=plan.scope,
-        activation=layer.name,
+        activation=label or layer.name,
         function=function.name,
         fused=fused,
         producer=producer,
@@ -488,11 +505,10 @@ def _channel_axis(pool_layer: Any, rank: int) -> int:
     return 1 if data_format == "channels_first" else rank - 1
 
 
-def _prelu_function(layer: Any, path: _Path) -> algebra.Function:
+def _prelu_function(layer: Any, path: _Path, rank: int) -> algebra.Function:
     """PReLU is uniform over a window iff its alphas are shared over all but channels."""
     min_alpha = _min_alpha(layer)
     pool = path.pool_reachable
-    rank = len(layer.output.shape) if len(layer._inbound_nodes) == 1 else len(pool.inputs[0].shape)
     between = [c for c in path.calls if c.position < pool.position]
     preserving = all(type(c.layer) in _AXIS_PRESERVING for c in between)
     shared = set(layer.shared_axes or ())
@@ -506,29 +522,67 @@ def _prelu_function(layer: Any, path: _Path) -> algebra.Function:
     return dataclasses.replace(function, name=name)
 
 
-def _boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan) -> list[Site]:
-    """An activation that is a nested model's output and feeds a pool outside it."""
+def _boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan,
+                    split_layers: dict[int, Any], model_calls: dict[int, int]) -> list[Site]:
+    """Activations that are a nested model's outputs and feed a pool outside it.
+
+    Such an activation may leave the nested model: the nested model then
+    returns the value before the activation (it is rebuilt, so this changes no
+    model the caller holds), and the activation runs after the outer pool.
+    """
     sites: list[Site] = []
-    inner_outputs = inner.graph.functional.outputs
+    inner_graph = inner.graph
+    producers = {id(c.outputs[0]): c for c in inner_graph.calls if c.outputs}
+    inner_outputs = list(inner_graph.functional.outputs)
     for inner_out, outer_out in zip(inner_outputs, call.outputs):
-        history = getattr(inner_out, "_keras_history", None)
-        op = history.operation if history else None
-        if op is None or _is_walkable(op):
+        activation_call = producers.get(id(inner_out))
+        if activation_call is None or _is_walkable(activation_call.layer):
             continue
-        function = describe_activation(op)
+        function = describe_activation(activation_call.layer)
         if function is None:
             continue
-        path = _walk(plan.graph, outer_out, call.layer.name, plan.skipped)
-        if path.pool_reachable is None:
+        name = f"{call.layer.name}/{activation_call.layer.name}"
+        problem = ""
+        others = inner_graph.consumers_of(inner_out)
+        if model_calls.get(id(inner.model), 0) > 1:
+            problem = (f"nested model '{call.layer.name}' is called at "
+                       f"{model_calls[id(inner.model)]} places")
+        elif others:
+            problem = f"inside '{call.layer.name}', the output of '{name}' also feeds " + \
+                ", ".join(f"'{c.layer.name}'" for c in others)
+        elif sum(1 for t in inner_outputs if t is inner_out) > 1:
+            problem = f"'{name}' is returned more than once by '{call.layer.name}'"
+        elif type(activation_call.layer) is layers.PReLU:
+            problem = "a PReLU does not move across a model boundary"
+        elif activation_call.position in inner.edits:
+            problem = f"'{name}' is already rewritten inside '{call.layer.name}'"
+        site, move = _analyze_site(plan, activation_call, function, start=outer_out,
+                                   label=name, problem=problem)
+        if site is None:
             continue
-        sites.append(Site(
-            scope=inner.scope, activation=op.name, function=function.name,
-            fused=type(op) in PRODUCER_TYPES, producer=None, between=(),
-            pool=f"{plan.scope}/{path.pool_reachable.layer.name}", moved=False,
-            reason=f"the activation is an output of nested model '{call.layer.name}' and "
-                   "the pool is outside it: moves across model boundaries are not supported",
-            elements_before=_elements(outer_out), elements_after=_elements(outer_out)))
+        sites.append(site)
+        if move is None:
+            continue
+        if move.fused:
+            inner.edits[activation_call.position] = Edit.DROP_ACTIVATION
+            split_layers[id(activation_call.layer)] = activation_call.layer
+        else:
+            inner.edits[activation_call.position] = Edit.SKIP
+        move.crosses_boundary = True
+        plan.edits[move.landing.position] = Edit.APPLY_AFTER
+        plan.moves_by_landing.setdefault(move.landing.position, []).insert(0, move)
     return sites
+
+
+def _count_model_calls(model: Any, counts: dict[int, int], graphs: dict[int, _Graph]) -> None:
+    """How often each nested model is called anywhere in `model`'s tree."""
+    if id(model) in graphs:
+        return
+    graphs[id(model)] = graph = _Graph(model)
+    for call in graph.calls:
+        if _is_walkable(call.layer):
+            counts[id(call.layer)] = counts.get(id(call.layer), 0) + 1
+            _count_model_calls(call.layer, counts, graphs)
 
 
 # ---------------------------------------------------------------------------
@@ -678,10 +732,10 @@ class _Builder:
             return _activation_layer(source.activation, name, source.dtype_policy)
         if type(source) is layers.PReLU:
             return _prelu_for(source, pooled, pool, activation_name or source.name)
-        if activation_name is None:
+        if activation_name is None and not move.crosses_boundary:
             return source
         config = source.get_config()
-        config["name"] = activation_name
+        config["name"] = activation_name or names.fresh(source.name)
         return type(source).from_config(config)
 
 
