@@ -568,3 +568,49 @@ def test_subclassed_layer_inside_a_functional_model_is_kept_as_is():
     model = keras.Model(inp, layers.MaxPooling2D()(layers.Activation("relu")(x)))
     new, _ = check_rewrite(model, moved=1)
     assert new.get_layer("scale") is model.get_layer("scale")
+
+
+# -- unknown sizes and counting ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("pool, moves", [
+    (lambda: layers.MaxPooling2D(), True),
+    (lambda: layers.GlobalMaxPooling2D(), True),
+    (lambda: layers.MaxPooling2D(3, 1, padding="valid"), True),
+    (lambda: layers.MaxPooling2D(3, 1, padding="same"), False),
+])
+def test_unknown_input_size_moves_only_where_no_input_can_grow(pool, moves):
+    model = seq((None, None, 3), layers.Conv2D(4, 3, activation="relu"), pool())
+    _, report = check_rewrite(model, moved=int(moves))
+    (site,) = report.sites
+    assert site.elements_before is None
+    if moves:
+        assert any("input size unknown" in note for note in site.notes)
+    else:
+        assert "input size unknown" in site.reason
+
+
+def test_unknown_input_size_with_padding_is_refused():
+    model = seq((None, None, 3), layers.Activation("relu"), layers.ZeroPadding2D(),
+                layers.MaxPooling2D(3, 2))
+    _, report = check_rewrite(model, moved=0)
+    assert "pads" in report.sites[0].reason
+
+
+def test_elements_count_every_call_of_a_shared_nested_model():
+    inner = seq((16, 16, 3), layers.Conv2D(4, 3, activation="tanh"), layers.MaxPooling2D(),
+                name="inner")
+    a, b = keras.Input((16, 16, 3)), keras.Input((16, 16, 3))
+    model = keras.Model([a, b], layers.Concatenate()([inner(a), inner(b)]))
+    _, report = check_rewrite(model, moved=1, exact=False)
+    (site,) = report.sites
+    assert (site.elements_before, site.elements_after) == (2 * 14 * 14 * 4, 2 * 7 * 7 * 4)
+    assert not site.exact
+
+
+def test_site_exactness_follows_the_catalogue():
+    model = seq((12, 12, 3), layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(),
+                layers.LeakyReLU(0.1), layers.MaxPooling2D(), layers.Activation("sigmoid"),
+                layers.GlobalMaxPooling2D())
+    _, report = check_rewrite(model, moved=3, exact=False)
+    assert [s.exact for s in report.sites] == [True, True, False]

@@ -183,11 +183,36 @@ class _Graph:
         return self.consumers.get(id(tensor), [])
 
 
-def _elements(tensor: Any) -> int | None:
+def _elements(tensor: Any, calls: int = 1) -> int | None:
+    """Elements per sample (times `calls`), or None if a dimension is unknown."""
     dims = tensor.shape[1:]
     if any(d is None for d in dims):
         return None
-    return math.prod(dims)
+    return math.prod(dims) * calls
+
+
+def _reduces_for_every_size(crossed: Sequence[_Call]) -> algebra.Verdict:
+    """With unknown sizes: does the path shrink every input larger than a window?
+
+    True when nothing on it pads and some pool on it is global, adaptive, or
+    strided or windowed with 'valid' padding; those never grow a tensor.
+    """
+    for c in crossed:
+        if step_kind(c.layer) is StepKind.ZERO_PADDING:
+            return algebra.Verdict(False, f"input size unknown and '{c.layer.name}' pads: "
+                                   "cannot show that the move removes work")
+    for c in crossed:
+        layer = c.layer
+        if step_kind(layer) is not StepKind.MAX_POOL:
+            continue
+        if not hasattr(layer, "strides"):  # global and adaptive pools
+            return algebra.YES
+        if any(s > 1 for s in layer.strides):
+            return algebra.YES
+        if layer.padding == "valid" and any(k > 1 for k in layer.pool_size):
+            return algebra.YES
+    return algebra.Verdict(False, "input size unknown and no pool on the path is strided: "
+                           "cannot show that the move removes work")
 
 
 # ---------------------------------------------------------------------------
@@ -219,6 +244,7 @@ class _ModelPlan:
     model: Any
     scope: str
     graph: _Graph
+    calls_per_sample: int = 1  # how often the model runs per sample of the root model
     edits: dict[int, Edit] = dataclasses.field(default_factory=dict)  # call position -> edit
     # landing position -> the activations applied after it, innermost first
     moves_by_landing: dict[int, list[_Move]] = dataclasses.field(default_factory=dict)
@@ -277,10 +303,10 @@ def _is_walkable(layer: Any) -> bool:
 
 def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict[int, Any],
                    plans: dict[int, _ModelPlan], model_calls: dict[int, int],
-                   graphs: dict[int, _Graph]) -> _ModelPlan:
+                   graphs: dict[int, _Graph], calls_per_sample: int = 1) -> _ModelPlan:
     if id(model) in plans:
         return plans[id(model)]
-    plan = _ModelPlan(model, scope, graphs[id(model)])
+    plan = _ModelPlan(model, scope, graphs[id(model)], calls_per_sample)
     plans[id(model)] = plan
     graph = plan.graph
     found: list[tuple[int, Site]] = []
@@ -290,7 +316,8 @@ def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict
         layer = call.layer
         if _is_walkable(layer):
             inner = _analyze_model(layer, f"{scope}/{layer.name}", sites, split_layers, plans,
-                                   model_calls, graphs)
+                                   model_calls, graphs,
+                                   calls_per_sample * model_calls.get(id(layer), 1))
             plan.nested[call.position] = inner
             found.extend((call.position, site) for site in
                          _boundary_sites(plan, call, inner, split_layers, model_calls))
@@ -443,14 +470,19 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
 
     crossed = path.calls[:landing] if landing else path.calls
     landing_call = crossed[-1] if landing else path.pool_reachable
-    before = _elements(activation_out)
-    after = _elements(landing_call.outputs[0]) if landing else None
+    before = _elements(activation_out, plan.calls_per_sample)
+    after = _elements(landing_call.outputs[0], plan.calls_per_sample) if landing else None
 
     if verdict and problem:
         verdict = algebra.Verdict(False, problem)
     if verdict:
         verdict = _dtype_check(call, crossed)
-    if verdict:
+    if verdict and (before is None or after is None):
+        verdict = _reduces_for_every_size(crossed)
+        if verdict:
+            notes.append("input size unknown: the move removes work for every input "
+                         "larger than one pooling window")
+    elif verdict:
         verdict = algebra.worth_moving(before, after)
     if verdict and type(layer) is layers.PReLU and _call_count(graph, layer) > 1:
         verdict = algebra.Verdict(False, f"PReLU '{layer.name}' is shared by several calls; "
@@ -477,6 +509,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
         reason=verdict.reason,
         elements_before=before,
         elements_after=after if verdict else before,
+        exact=function.exact,
         notes=tuple(notes),
     )
     if not verdict:

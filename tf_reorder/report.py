@@ -34,6 +34,10 @@ class Site:
       reason: why not, in words (empty when moved).
       elements_before: activation evaluations per sample in the original.
       elements_after: activation evaluations per sample after the rewrite.
+        Both counts include every call of a nested model that is called at
+        several places; None where the input size is not known statically.
+      exact: whether both orders give bitwise-equal results (piecewise-linear
+        functions); otherwise they agree to about an ulp.
       notes: anything else the user should know (e.g. a decision that rests on
         trained values).
     """
@@ -49,6 +53,7 @@ class Site:
     reason: str
     elements_before: int | None
     elements_after: int | None
+    exact: bool = True
     notes: tuple[str, ...] = ()
 
     @property

@@ -1,0 +1,463 @@
+"""tf-reorder: move monotone activations after max pooling in Keras models.
+
+For a monotone non-decreasing activation f, maxpool(f(x)) == f(maxpool(x)), so f
+can run after the pool, on fewer elements, with the same outputs.
+
+Usage:
+  tf-reorder inspect MODEL.keras [--json]
+      Print the plan: every candidate site (an activation that feeds a max
+      pool), whether it would move and why, and the activation evaluations
+      per sample before and after. Nothing is written.
+
+  tf-reorder convert IN.keras OUT.keras [--overwrite] [--json]
+      Rewrite IN and save the result to OUT (a plain Keras model made of
+      stock layers, with the original weights). IN is never modified. OUT is
+      written atomically (a temporary file in OUT's directory, then a rename),
+      and an existing OUT is replaced only with --overwrite. OUT must end in
+      .keras, must not be IN, and its directory must exist.
+
+  tf-reorder demo [--model=VGG16] [--batch=1] [--seed=0] [--out=PATH.keras]
+      Build a keras.applications model with random weights (nothing is
+      downloaded), rewrite it, check both give equal outputs on a random batch
+      (bitwise for the relu family), save the result (to --out, by default
+      into a fresh temporary directory), load it back and check it again.
+
+Exit status: 0 on success; 1 on an error (one line on stderr starting with
+"tf-reorder: error:"; --verbose also logs the traceback); 2 on a usage error
+(no command, unknown command, wrong arguments, bad flags); 130 if interrupted.
+
+Examples:
+  tf-reorder inspect model.keras
+  tf-reorder inspect model.keras --json | jq .elements_saved
+  tf-reorder convert model.keras model_reordered.keras
+  tf-reorder demo --model=VGG16 --out=/tmp/vgg16_reordered.keras
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports TensorFlow: keep its C++ logging off stderr.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import difflib  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import zipfile  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+import tf_reorder  # noqa: E402  (light: Keras is imported only when a command needs it)
+
+PROG = "tf-reorder"
+MAX_MESSAGE = 300  # characters of an error message that reach the user
+
+_JSON = flags.DEFINE_bool(
+    "json", False, "inspect, convert: print the report as JSON instead of a table.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "convert, demo: replace the output file if it exists.")
+_MODEL = flags.DEFINE_string(
+    "model", "VGG16", "demo: the keras.applications model to build (weights=None).")
+_BATCH = flags.DEFINE_integer(
+    "batch", 1, "demo: the batch size of the random inputs.", lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", 0, "demo: the seed of the random inputs.")
+_OUT = flags.DEFINE_string(
+    "out", None, "demo: where to save the reordered model (must end in .keras); "
+    "default: a fresh temporary directory.")
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Log progress, and the traceback of an error.")
+
+_COMMAND_FLAGS = {
+    "inspect": {"json"},
+    "convert": {"json", "overwrite"},
+    "demo": {"model", "batch", "seed", "out", "overwrite"},
+}
+_ALL_COMMAND_FLAGS = set().union(*_COMMAND_FLAGS.values())
+
+
+class CliError(Exception):
+    """A problem the user can fix; reported as one line on stderr, exit status 1."""
+
+    exit_code = 1
+
+
+class CliUsageError(CliError):
+    """The command line itself is wrong; exit status 2."""
+
+    exit_code = 2
+
+
+# ---------------------------------------------------------------------------
+# Messages.
+
+
+def one_line(error: BaseException) -> str:
+    """The first non-empty line of ``error``'s message, stripped and truncated.
+
+    Exceptions whose type does not already say what kind of problem it is (not
+    ours, not a flags.Error/OSError/ValueError/TypeError) get their type name in front.
+    """
+    text = str(error)
+    if isinstance(error, KeyError) and error.args:  # str(KeyError) is a repr
+        text = str(error.args[0])
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    message = lines[0] if lines else type(error).__name__
+    if not isinstance(error, (CliError, tf_reorder.ReorderError, flags.Error, OSError,
+                              ValueError, TypeError)) and lines:
+        message = f"{type(error).__name__}: {message}"
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 3].rstrip() + "..."
+    return message
+
+
+def _describe_load_error(error: BaseException) -> str:
+    """What Keras's load failure means, naming a missing custom class if Keras does."""
+    chain = []
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        match = re.search(r"Could not (?:locate|deserialize) (\w+) '([^']+)'", str(item))
+        if match:
+            kind, name = match.groups()
+            return (f"the model uses the {kind} '{name}', which Keras cannot find: a custom "
+                    f"{kind} must be registered with "
+                    "@keras.saving.register_keras_serializable and imported before loading")
+    # Keras wraps the real reason in "... could not be deserialized properly";
+    # prefer the first message in the chain that is not that wrapper.
+    for item in chain:
+        if "could not be deserialized properly" not in str(item):
+            return one_line(item)
+    return one_line(error)
+
+
+# ---------------------------------------------------------------------------
+# Files.
+
+
+def check_input(path: str) -> None:
+    """Raises `CliError` unless ``path`` looks like a readable ``.keras`` file."""
+    if not os.path.exists(path):
+        raise CliError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory, not a .keras file")
+    if not os.access(path, os.R_OK):
+        raise CliError(f"{path}: permission denied")
+    if not path.endswith(".keras"):
+        raise CliError(f"{path}: not a .keras file (the name must end in .keras; "
+                       "Keras 3 saves models with model.save('name.keras'))")
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise CliError(f"{path}: cannot read it: {one_line(error)}") from error
+    if not is_zip:
+        raise CliError(f"{path}: not a .keras file (not a zip archive; "
+                       "is it truncated or corrupt?)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as error:
+        raise CliError(f"{path}: not a readable .keras file: {one_line(error)}") from error
+    if "config.json" not in names:
+        raise CliError(f"{path}: not a .keras file (the zip archive has no config.json)")
+
+
+def check_output(path: str, *, overwrite: bool, source: str | None = None) -> None:
+    """Raises `CliError` if the model cannot (or must not) be written to ``path``."""
+    if not path.endswith(".keras"):
+        raise CliError(f"{path}: the output must end in .keras")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CliError(f"{path}: the output directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CliError(f"{path}: cannot write to the output directory {directory}")
+    if os.path.isdir(path):
+        raise CliError(f"{path}: is a directory")
+    if source is not None and os.path.exists(path) and os.path.samefile(path, source):
+        raise CliError(f"{path}: the output is the input file; choose another output "
+                       "(the input is never modified, even with --overwrite)")
+    if os.path.lexists(path) and not overwrite:
+        raise CliError(f"{path}: already exists (use --overwrite to replace it)")
+
+
+def load_model(path: str) -> Any:
+    """Loads a ``.keras`` model without compiling it; bad files raise `CliError`."""
+    check_input(path)
+    import keras  # pylint: disable=g-import-not-at-top
+
+    logging.info("loading %s", path)
+    start = time.perf_counter()
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file
+        raise CliError(f"{path}: cannot load the model: {_describe_load_error(error)}") \
+            from error
+    logging.info("loaded '%s' in %.2f s", getattr(model, "name", "?"),
+                 time.perf_counter() - start)
+    return model
+
+
+def save_model_atomically(model: Any, path: str, *, overwrite: bool) -> None:
+    """Saves ``model`` to ``path`` via a temporary file in the same directory.
+
+    Nothing is left at ``path`` (or in its directory) if saving fails. Without
+    ``overwrite`` an output that appeared meanwhile is not replaced either.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".tf-reorder-", suffix=".keras")
+    os.close(fd)
+    try:
+        logging.info("saving to %s (via %s)", path, temp)
+        start = time.perf_counter()
+        model.save(temp, overwrite=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; give it a normal mode
+        if overwrite:
+            os.replace(temp, path)
+        else:
+            _link_no_clobber(temp, path)
+        logging.info("saved in %.2f s", time.perf_counter() - start)
+    finally:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+
+
+def _link_no_clobber(temp: str, path: str) -> None:
+    """Publishes ``temp`` as ``path`` unless ``path`` exists; ``temp`` is left to delete."""
+    try:
+        os.link(temp, path)  # atomic, and fails if path exists
+    except FileExistsError as error:
+        raise CliError(f"{path}: already exists (use --overwrite to replace it)") from error
+    except OSError:  # no hard links on this file system
+        if os.path.lexists(path):
+            raise CliError(f"{path}: already exists (use --overwrite to replace it)") from None
+        os.replace(temp, path)
+
+
+def _size(path: str) -> str:
+    """The size of the file at ``path``, for people."""
+    size = os.path.getsize(path)
+    return f"{size / 1e6:,.1f} MB" if size >= 1e6 else f"{size / 1e3:,.1f} kB"
+
+
+# ---------------------------------------------------------------------------
+# Commands.
+
+
+def inspect_model(path: str) -> int:
+    """``inspect MODEL.keras``: prints what `tf_reorder.reorder` would do."""
+    model = load_model(path)
+    try:
+        report = tf_reorder.plan(model)
+    except tf_reorder.ReorderError as error:
+        raise CliError(f"{path}: {one_line(error)}") from error
+    print(report.to_json() if _JSON.value else str(report))
+    return 0
+
+
+def convert_model(source: str, target: str) -> int:
+    """``convert IN.keras OUT.keras``: writes the reordered model to OUT."""
+    check_input(source)
+    check_output(target, overwrite=_OVERWRITE.value, source=source)
+    model = load_model(source)
+    try:
+        new, report = tf_reorder.reorder(model, return_report=True)
+    except tf_reorder.ReorderError as error:
+        raise CliError(f"{source}: {one_line(error)}") from error
+    save_model_atomically(new, target, overwrite=_OVERWRITE.value)
+    if _JSON.value:
+        print(report.to_json())
+    else:
+        print(report)
+        print(f"wrote {target} ({_size(target)})")
+    return 0
+
+
+def _application(name: str) -> Callable[..., Any]:
+    """The ``keras.applications`` builder called ``name``."""
+    import keras  # pylint: disable=g-import-not-at-top
+
+    available = sorted(n for n in dir(keras.applications)
+                       if n[:1].isupper() and callable(getattr(keras.applications, n)))
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = (f"did you mean {', '.join(close)}?" if close
+                else f"choose one of {', '.join(available)}")
+        raise CliError(f"--model={name}: not a keras.applications model; {hint}")
+    return getattr(keras.applications, name)
+
+
+def _needs_bitwise(report: tf_reorder.Report) -> bool:
+    """Whether every moved activation is exact (relu family), so outputs must be bitwise."""
+    return all(site.exact for site in report.moved)
+
+
+def _equal(comparison: Any, bitwise: bool) -> bool:
+    """Whether a `verify.Comparison` passes: bitwise, or within tolerance."""
+    return comparison.bitwise if bitwise else comparison.close
+
+
+def _describe(comparison: Any) -> str:
+    """A `verify.Comparison` in a few words."""
+    diff = max(comparison.max_abs_diff.values(), default=0.0)
+    if comparison.bitwise:
+        return "bitwise equal"
+    return f"{'close' if comparison.close else 'DIFFERENT'} (max abs diff {diff:.3g})"
+
+
+def run_demo() -> int:
+    """``demo``: rewrite a keras.applications model and check it end to end."""
+    out = _OUT.value
+    if out is not None:
+        check_output(out, overwrite=_OVERWRITE.value)
+    builder = _application(_MODEL.value)
+    from tf_reorder import verify  # pylint: disable=g-import-not-at-top
+
+    start = time.perf_counter()
+    model = builder(weights=None)
+    print(f"built {_MODEL.value} (weights=None, {model.count_params():,} parameters) "
+          f"in {time.perf_counter() - start:.1f} s")
+    start = time.perf_counter()
+    new, report = tf_reorder.reorder(model, return_report=True)
+    print(f"reordered in {time.perf_counter() - start:.2f} s")
+    print(report)
+
+    bitwise = _needs_bitwise(report)
+    required = "bitwise equal" if bitwise else f"within rtol {verify.RTOL:g}"
+    inputs = verify.random_inputs(model, batch=_BATCH.value, seed=_SEED.value)
+    comparison = verify.compare_models(model, new, inputs)
+    print(f"outputs on a random batch of {_BATCH.value}: {_describe(comparison)} "
+          f"(required: {required})")
+    before, after = report.elements_before, report.elements_after
+    fraction = f"{report.elements_saved / before:.1%}" if before else "n/a"
+    print(f"activation elements per sample at the {len(report.sites)} candidate sites: "
+          f"{before:,} -> {after:,} (saved {report.elements_saved:,}, {fraction})")
+    if not _equal(comparison, bitwise):
+        raise CliError(f"the reordered {_MODEL.value} gives different outputs: "
+                       f"{_describe(comparison)}, required {required}")
+
+    if out is None:
+        directory = tempfile.mkdtemp(prefix="tf-reorder-demo-")
+        out = os.path.join(directory, f"{_MODEL.value.lower()}_reordered.keras")
+    save_model_atomically(new, out, overwrite=_OVERWRITE.value)
+    print(f"saved the reordered model to {out} ({_size(out)})")
+
+    import keras  # pylint: disable=g-import-not-at-top
+
+    loaded = keras.saving.load_model(out, compile=False)
+    reloaded = verify.compare_models(model, loaded, inputs)
+    print(f"reloaded model vs original: {_describe(reloaded)}")
+    if not _equal(reloaded, bitwise):
+        raise CliError(f"the reloaded {out} gives different outputs: "
+                       f"{_describe(reloaded)}, required {required}")
+    print("ok")
+    return 0
+
+
+_COMMANDS: dict[str, tuple[Callable[..., int], tuple[str, ...]]] = {
+    "inspect": (inspect_model, ("MODEL.keras",)),
+    "convert": (convert_model, ("IN.keras", "OUT.keras")),
+    "demo": (run_demo, ()),
+}
+
+
+# ---------------------------------------------------------------------------
+# Entry points.
+
+
+def _dispatch(args: Sequence[str]) -> tuple[Callable[..., int], list[str]]:
+    """The command function and its arguments; raises `CliUsageError`."""
+    names = ", ".join(_COMMANDS)
+    if not args:
+        raise CliUsageError(f"no command given; expected one of: {names} "
+                            f"(see {PROG} --help)")
+    command, *rest = args
+    if command not in _COMMANDS:
+        raise CliUsageError(f"unknown command '{command}'; expected one of: {names}")
+    function, params = _COMMANDS[command]
+    if len(rest) != len(params):
+        usage = " ".join((command,) + params)
+        raise CliUsageError(f"{command} takes {len(params)} argument"
+                            f"{'' if len(params) == 1 else 's'} ({usage}), got {len(rest)}")
+    unused = sorted(name for name in _ALL_COMMAND_FLAGS - _COMMAND_FLAGS[command]
+                    if flags.FLAGS[name].present)
+    if unused:
+        raise CliUsageError(f"{', '.join('--' + n for n in unused)} does not apply to "
+                            f"{command}")
+    return function, rest
+
+
+def _configure_logging() -> None:
+    """Quiet (warnings only) unless --verbose or an explicit --verbosity."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.INFO if _VERBOSE.value else logging.WARNING)
+
+
+def _fail(message: str, code: int) -> int:
+    """Reports ``message`` as the one error line on stderr; returns ``code``."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str]) -> int:
+    """Runs the command in ``argv`` (program name first, flags already parsed).
+
+    Returns the exit status; errors are reported on stderr as one line.
+    """
+    _configure_logging()
+    try:
+        function, args = _dispatch(list(argv[1:]))
+        return function(*args)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as error:  # pylint: disable=broad-except  # the CLI's last line
+        if _VERBOSE.value:
+            logging.exception("%s failed", " ".join(argv[1:2]) or PROG)
+        code = error.exit_code if isinstance(error, CliError) else 1
+        return _fail(one_line(error), code)
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+    """Parses absl flags; a bad flag is a usage error (one line, exit status 2).
+
+    absl's --help, --helpshort, --helpfull and --helpxml print the help and
+    exit with status 1 while parsing; asking for help is not an error here, so
+    they exit with 0. (Parsing errors are `flags.Error`, never SystemExit.)
+    """
+    try:
+        return flags.FLAGS(list(argv))
+    except flags.Error as error:
+        sys.exit(_fail(f"{one_line(error)} (see {PROG} --help)", 2))
+    except SystemExit as done:
+        sys.exit(0 if done.code == 1 else done.code)
+
+
+def _prepare_help() -> None:
+    """Makes ``--help`` show this docstring and these flags under the console script.
+
+    absl prints ``sys.modules['__main__'].__doc__`` and the flags defined by
+    ``sys.argv[0]``; the console-script wrapper has neither.
+    """
+    main_module = sys.modules.get("__main__")
+    if main_module is not None and not getattr(main_module, "__doc__", None):
+        main_module.__doc__ = __doc__
+    for name in sorted(_ALL_COMMAND_FLAGS | {"verbose"}):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
+def run() -> None:
+    """Console entry point of ``tf-reorder``."""
+    _prepare_help()
+    app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()
