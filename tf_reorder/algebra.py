@@ -51,9 +51,10 @@ class Function:
       monotonicity: see `Monotonicity`.
       elementwise: ``f`` maps each element on its own (softmax does not).
       zero_at_zero: ``f(0) == 0`` exactly, so ``f`` may cross zero padding.
-      exact: ``f`` is built from correctly rounded IEEE operations only
-        (piecewise linear, clipping), so both orders give bitwise-equal results.
-        Transcendental functions may differ by an ulp between kernel paths.
+      exact: both orders give bitwise-equal results (piecewise-linear functions
+        and clipping). Others agree to about an ulp: transcendental kernels
+        round differently on their vectorised and scalar paths. (Any function
+        may differ in the sign of a zero where the input itself holds -0.0.)
       uniform: the same function at every position of a pooling window (a PReLU
         with one alpha per position is not).
       weight_dependent: the decision rests on trained values (PReLU alphas) and
@@ -248,8 +249,7 @@ KERAS_ACTIVATIONS: dict[str, Function] = {
         _fn("hard_tanh", _N, zero=True, exact=True),
         _fn("softplus", _N),
         _fn("sparse_plus", _N),
-        _fn("squareplus", _N),
-        _fn("softsign", _N, zero=True, exact=True),
+        _fn("softsign", _N, zero=True),  # 1 + |x| rounds for |x| > 2**24
         _fn("exponential", _N),
         _fn("tanh_shrink", _N, zero=True),
         _fn("soft_shrink", _N, zero=True, exact=True),
@@ -262,6 +262,9 @@ KERAS_ACTIVATIONS: dict[str, Function] = {
         _fn("hard_silu", _X, zero=True),
         _fn("hard_swish", _X, zero=True),
         _fn("threshold", _X),
+        # Monotone on the reals, but Keras computes (x + sqrt(x**2 + b)) / 2, which
+        # cancels below about -4 and overflows to inf below about -1.8e19.
+        _fn("squareplus", _X),
         _fn("softmax", _N, elementwise=False),
         _fn("log_softmax", _N, elementwise=False),
         _fn("sparsemax", _N, elementwise=False),
@@ -280,18 +283,20 @@ TF_OPS: dict[str, Function] = {
         _fn("Sigmoid", _N),
         _fn("Tanh", _N, zero=True),
         _fn("Softplus", _N),
-        _fn("Softsign", _N, zero=True, exact=True),
+        _fn("Softsign", _N, zero=True),
         _fn("Exp", _N),
         _fn("Expm1", _N, zero=True),
         _fn("Erf", _N, zero=True),
         _fn("Atan", _N, zero=True),
         _fn("Asinh", _N, zero=True),
-        _fn("Sinh", _N, zero=True),
+        # Not Sinh: it reaches -inf, and TF's MaxPool never returns -inf (it starts
+        # from the lowest finite float), so the two orders differ.
         _fn("Floor", _N, zero=True, exact=True),
-        _fn("Ceil", _N, zero=True, exact=True),
-        _fn("Rint", _N, zero=True, exact=True),
-        _fn("Round", _N, zero=True, exact=True),
-        _fn("Sign", _N, zero=True, exact=True),
+        # Ceil, Rint and Round map small negatives to -0.0: equal as numbers only.
+        _fn("Ceil", _N, zero=True),
+        _fn("Rint", _N, zero=True),
+        _fn("Round", _N, zero=True),
+        _fn("Sign", _N, zero=True),  # wrong on subnormals in the vectorised kernel
         _fn("Neg", Monotonicity.NON_INCREASING, zero=True, exact=True),
     ]
 }
@@ -334,20 +339,22 @@ def relu(negative_slope: float = 0.0, max_value: float | None = None,
         inner = ", ".join(p for p in params if p)
         name = f"ReLU({inner})" if inner else "relu"
     mono = _N if negative_slope >= 0 and threshold >= 0 else _X
-    zero = threshold == 0 or negative_slope == 0
+    zero = negative_slope == 0 or threshold <= 0
     return Function(name, mono, zero_at_zero=zero, exact=True)
 
 
 def leaky_relu(negative_slope: float, *, name: str | None = None) -> Function:
     name = name or f"LeakyReLU(negative_slope={_num(negative_slope)})"
     mono = _N if negative_slope >= 0 else _X
-    return Function(name, mono, zero_at_zero=True, exact=True)
+    # A zero slope maps negatives to -0.0, so a window holding 0.0 and a negative
+    # value pools to a different zero in each order: equal as numbers, not bits.
+    return Function(name, mono, zero_at_zero=True, exact=negative_slope != 0)
 
 
 def elu(alpha: float, *, name: str | None = None) -> Function:
     name = name or f"ELU(alpha={_num(alpha)})"
     mono = _N if alpha >= 0 else _X
-    return Function(name, mono, zero_at_zero=True, exact=alpha == 0)
+    return Function(name, mono, zero_at_zero=True)
 
 
 def prelu(min_alpha: float, *, uniform: bool) -> Function:
