@@ -472,6 +472,8 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
     landing_call = crossed[-1] if landing else path.pool_reachable
     before = _elements(activation_out, plan.calls_per_sample)
     after = _elements(landing_call.outputs[0], plan.calls_per_sample) if landing else None
+    if before is None:
+        after = None  # a saving is known only if both sizes are
 
     if verdict and problem:
         verdict = algebra.Verdict(False, problem)

@@ -88,7 +88,10 @@ class Report:
 
     @property
     def elements_before(self) -> int:
-        """Activation evaluations per sample at all sites, in the original."""
+        """Activation evaluations per sample at all sites, in the original.
+
+        Sites whose size is not known statically (None) are not counted.
+        """
         return sum(s.elements_before or 0 for s in self.sites)
 
     @property
@@ -118,8 +121,9 @@ class Report:
         header = ("", "activation", "function", "pool", "between", "before", "after", "decision")
         rows = []
         for site in self.sites:
-            where = f"{site.scope}/" if site.scope and site.scope != self.subject else ""
-            name = where + site.activation + (" (fused)" if site.fused else "")
+            where = site.scope.removeprefix(self.subject).lstrip("/")
+            name = (f"{where}/" if where else "") + site.activation + \
+                (" (fused)" if site.fused else "")
             rows.append((
                 "moved" if site.moved else "kept",
                 name,
@@ -130,10 +134,12 @@ class Report:
                 _count(site.elements_after if site.moved else site.elements_before),
                 "moved" if site.moved else site.reason,
             ))
+        unknown = sum(1 for s in self.sites if s.elements_before is None)
         lines = [
             f"{self.subject}: {len(self.moved)} of {len(self.sites)} candidate sites moved; "
             f"activation elements per sample {self.elements_before:,} -> "
             f"{self.elements_after:,} (saved {self.elements_saved:,})"
+            + (f"; {unknown} site(s) of unknown size not counted" if unknown else "")
         ]
         if rows:
             lines.extend(_table(header[1:], [r[1:] for r in rows]))
