@@ -284,15 +284,7 @@ def check_model(model: Any) -> None:
 
 def analyze(model: Any) -> _Plan:
     check_model(model)
-    sites: list[Site] = []
-    split_layers: dict[int, Any] = {}
-    plans: dict[int, _ModelPlan] = {}
-    model_calls: dict[int, int] = {}
-    graphs: dict[int, _Graph] = {}
-    _count_model_calls(model, model_calls, graphs)
-    root = _analyze_model(model, model.name, sites, split_layers, plans, model_calls, graphs)
-    _mark_split_keeps(plans.values(), split_layers)
-    return _Plan(root, sites, split_layers)
+    return _Analyzer(model).run()
 
 
 def _is_walkable(layer: Any) -> bool:
@@ -301,66 +293,143 @@ def _is_walkable(layer: Any) -> bool:
     return isinstance(layer, Functional)
 
 
-def _analyze_model(model: Any, scope: str, sites: list[Site], split_layers: dict[int, Any],
-                   plans: dict[int, _ModelPlan], model_calls: dict[int, int],
-                   graphs: dict[int, _Graph], calls_per_sample: int = 1) -> _ModelPlan:
-    if id(model) in plans:
-        return plans[id(model)]
-    plan = _ModelPlan(model, scope, graphs[id(model)], calls_per_sample)
-    plans[id(model)] = plan
-    graph = plan.graph
-    found: list[tuple[int, Site]] = []
-    # Last call first: an activation that moves is transparent to the walks of
-    # the activations before it, which then may move as far as its landing.
-    for call in reversed(graph.calls):
-        layer = call.layer
-        if _is_walkable(layer):
-            inner = _analyze_model(layer, f"{scope}/{layer.name}", sites, split_layers, plans,
-                                   model_calls, graphs,
-                                   calls_per_sample * model_calls.get(id(layer), 1))
-            plan.nested[call.position] = inner
-            found.extend((call.position, site) for site in
-                         _boundary_sites(plan, call, inner, split_layers, model_calls))
-            continue
-        function = describe_activation(layer)
-        if function is None:
-            continue
-        site, move = _analyze_site(plan, call, function)
-        if site is None:
-            continue
-        found.append((call.position, site))
-        if move is None:
-            continue
+class _Analyzer:
+    """Phase 1 over a whole model tree: every site's decision, and the edits."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.sites: list[Site] = []
+        self.split_layers: dict[int, Any] = {}  # id -> producer that loses its activation
+        self.plans: dict[int, _ModelPlan] = {}
+        self.graphs: dict[int, _Graph] = {}
+        self.model_calls: dict[int, int] = {}  # id(nested model) -> calls in the tree
+        self._count_model_calls(model)
+
+    def run(self) -> _Plan:
+        root = self.analyze_model(self.model, self.model.name, calls_per_sample=1)
+        self._mark_split_keeps()
+        return _Plan(root, self.sites, self.split_layers)
+
+    def _count_model_calls(self, model: Any) -> None:
+        if id(model) in self.graphs:
+            return
+        self.graphs[id(model)] = graph = _Graph(model)
+        for call in graph.calls:
+            if _is_walkable(call.layer):
+                self.model_calls[id(call.layer)] = self.model_calls.get(id(call.layer), 0) + 1
+                self._count_model_calls(call.layer)
+
+    def analyze_model(self, model: Any, scope: str, calls_per_sample: int) -> _ModelPlan:
+        if id(model) in self.plans:
+            return self.plans[id(model)]
+        plan = _ModelPlan(model, scope, self.graphs[id(model)], calls_per_sample)
+        self.plans[id(model)] = plan
+        found: list[tuple[int, Site]] = []
+        # Last call first: an activation that moves is transparent to the walks of
+        # the activations before it, which then may move as far as its landing.
+        for call in reversed(plan.graph.calls):
+            layer = call.layer
+            if _is_walkable(layer):
+                inner = self.analyze_model(
+                    layer, f"{scope}/{layer.name}",
+                    calls_per_sample * self.model_calls.get(id(layer), 1))
+                plan.nested[call.position] = inner
+                found.extend((call.position, site)
+                             for site in self._boundary_sites(plan, call, inner))
+                continue
+            function = describe_activation(layer)
+            if function is None:
+                continue
+            site, move = _analyze_site(plan, call, function)
+            if site is None:
+                continue
+            found.append((call.position, site))
+            if move is not None:
+                self._record(plan, move, inner=None)
+        self.sites.extend(site for _, site in sorted(found, key=lambda item: item[0]))
+        for position, inner in plan.nested.items():
+            if inner.changed:
+                plan.edits[position] = Edit.REPLACE
+        return plan
+
+    def _record(self, plan: _ModelPlan, move: _Move, inner: _ModelPlan | None) -> None:
+        """Turns a decided move into edits: at the activation and at the landing pool."""
+        call = move.activation_call
+        where = inner or plan
         if move.fused:
-            plan.edits[call.position] = Edit.DROP_ACTIVATION
-            split_layers[id(layer)] = layer
+            where.edits[call.position] = Edit.DROP_ACTIVATION
+            self.split_layers[id(call.layer)] = call.layer
         else:
-            plan.edits[call.position] = Edit.SKIP
-            plan.skipped[call.position] = move.landing.position
+            where.edits[call.position] = Edit.SKIP
+            if inner is None:
+                plan.skipped[call.position] = move.landing.position
         plan.edits[move.landing.position] = Edit.APPLY_AFTER
         plan.moves_by_landing.setdefault(move.landing.position, []).insert(0, move)
-    sites.extend(site for _, site in sorted(found, key=lambda item: item[0]))
-    for position, inner in plan.nested.items():
-        if inner.changed:
-            plan.edits[position] = Edit.REPLACE
-    return plan
 
+    def _boundary_sites(self, plan: _ModelPlan, call: _Call,
+                        inner: _ModelPlan) -> list[Site]:
+        """Activations that are a nested model's outputs and feed a pool outside it.
 
-def _mark_split_keeps(plans: Sequence[_ModelPlan], split_layers: dict[int, Any]) -> None:
-    """A split producer called where its activation stays gets it back explicitly."""
-    changed = True
-    for plan in plans:
-        for call in plan.graph.calls:
-            if id(call.layer) in split_layers and call.position not in plan.edits:
-                plan.edits[call.position] = Edit.SPLIT_KEEP
-    # A nested model that only gained SPLIT_KEEP edits is changed too.
-    while changed:
-        changed = False
-        for plan in plans:
-            for position, inner in plan.nested.items():
-                if inner.changed and plan.edits.get(position) is not Edit.REPLACE:
-                    plan.edits[position] = Edit.REPLACE
-                    changed = True
+        Such an activation may leave the nested model: the nested model then
+        returns the value before the activation (it is rebuilt, so this changes
+        no model the caller holds), and the activation runs after the outer pool.
+        """
+        sites: list[Site] = []
+        inner_graph = inner.graph
+        producers = {id(c.outputs[0]): c for c in inner_graph.calls if c.outputs}
+        inner_outputs = list(inner_graph.functional.outputs)
+        for inner_out, outer_out in zip(inner_outputs, call.outputs):
+            activation_call = producers.get(id(inner_out))
+            if activation_call is None or _is_walkable(activation_call.layer):
+                continue
+            function = describe_activation(activation_call.layer)
+            if function is None:
+                continue
+            name = f"{call.layer.name}/{activation_call.layer.name}"
+            problem = self._boundary_problem(call, inner, activation_call, inner_out, name)
+            site, move = _analyze_site(plan, activation_call, function, start=outer_out,
+                                       label=name, problem=problem)
+            if site is None:
+                continue
+            sites.append(site)
+            if move is not None:
+                move.crosses_boundary = True
+                self._record(plan, move, inner=inner)
+        return sites
+
+    def _boundary_problem(self, call: _Call, inner: _ModelPlan, activation_call: _Call,
+                          inner_out: Any, name: str) -> str:
+        """Why an activation may not leave its nested model ("" if it may)."""
+        calls = self.model_calls.get(id(inner.model), 0)
+        others = inner.graph.consumers_of(inner_out)
+        if calls > 1:
+            return f"nested model '{call.layer.name}' is called at {calls} places"
+        if others:
+            return f"inside '{call.layer.name}', the output of '{name}' also feeds " + \
+                ", ".join(f"'{c.layer.name}'" for c in others)
+        if sum(1 for t in inner.graph.functional.outputs if t is inner_out) > 1:
+            return f"'{name}' is returned more than once by '{call.layer.name}'"
+        if type(activation_call.layer) is layers.PReLU:
+            return "a PReLU does not move across a model boundary"
+        if activation_call.position in inner.edits:
+            return f"'{name}' is already rewritten inside '{call.layer.name}'"
+        return ""
+
+    def _mark_split_keeps(self) -> None:
+        """A split producer called where its activation stays gets it back explicitly."""
+        for plan in self.plans.values():
+            for call in plan.graph.calls:
+                if id(call.layer) in self.split_layers and call.position not in plan.edits:
+                    plan.edits[call.position] = Edit.SPLIT_KEEP
+        # A nested model that only gained SPLIT_KEEP edits is changed too.
+        changed = True
+        while changed:
+            changed = False
+            for plan in self.plans.values():
+                for position, inner in plan.nested.items():
+                    if inner.changed and plan.edits.get(position) is not Edit.REPLACE:
+                        plan.edits[position] = Edit.REPLACE
+                        changed = True
 
 
 @dataclasses.dataclass
@@ -555,69 +624,6 @@ def _prelu_function(layer: Any, path: _Path, rank: int) -> algebra.Function:
     function = algebra.prelu(min_alpha, uniform=uniform)
     name = f"PReLU(shared_axes={sorted(shared) or None}, min alpha={min_alpha:g})"
     return dataclasses.replace(function, name=name)
-
-
-def _boundary_sites(plan: _ModelPlan, call: _Call, inner: _ModelPlan,
-                    split_layers: dict[int, Any], model_calls: dict[int, int]) -> list[Site]:
-    """Activations that are a nested model's outputs and feed a pool outside it.
-
-    Such an activation may leave the nested model: the nested model then
-    returns the value before the activation (it is rebuilt, so this changes no
-    model the caller holds), and the activation runs after the outer pool.
-    """
-    sites: list[Site] = []
-    inner_graph = inner.graph
-    producers = {id(c.outputs[0]): c for c in inner_graph.calls if c.outputs}
-    inner_outputs = list(inner_graph.functional.outputs)
-    for inner_out, outer_out in zip(inner_outputs, call.outputs):
-        activation_call = producers.get(id(inner_out))
-        if activation_call is None or _is_walkable(activation_call.layer):
-            continue
-        function = describe_activation(activation_call.layer)
-        if function is None:
-            continue
-        name = f"{call.layer.name}/{activation_call.layer.name}"
-        problem = ""
-        others = inner_graph.consumers_of(inner_out)
-        if model_calls.get(id(inner.model), 0) > 1:
-            problem = (f"nested model '{call.layer.name}' is called at "
-                       f"{model_calls[id(inner.model)]} places")
-        elif others:
-            problem = f"inside '{call.layer.name}', the output of '{name}' also feeds " + \
-                ", ".join(f"'{c.layer.name}'" for c in others)
-        elif sum(1 for t in inner_outputs if t is inner_out) > 1:
-            problem = f"'{name}' is returned more than once by '{call.layer.name}'"
-        elif type(activation_call.layer) is layers.PReLU:
-            problem = "a PReLU does not move across a model boundary"
-        elif activation_call.position in inner.edits:
-            problem = f"'{name}' is already rewritten inside '{call.layer.name}'"
-        site, move = _analyze_site(plan, activation_call, function, start=outer_out,
-                                   label=name, problem=problem)
-        if site is None:
-            continue
-        sites.append(site)
-        if move is None:
-            continue
-        if move.fused:
-            inner.edits[activation_call.position] = Edit.DROP_ACTIVATION
-            split_layers[id(activation_call.layer)] = activation_call.layer
-        else:
-            inner.edits[activation_call.position] = Edit.SKIP
-        move.crosses_boundary = True
-        plan.edits[move.landing.position] = Edit.APPLY_AFTER
-        plan.moves_by_landing.setdefault(move.landing.position, []).insert(0, move)
-    return sites
-
-
-def _count_model_calls(model: Any, counts: dict[int, int], graphs: dict[int, _Graph]) -> None:
-    """How often each nested model is called anywhere in `model`'s tree."""
-    if id(model) in graphs:
-        return
-    graphs[id(model)] = graph = _Graph(model)
-    for call in graph.calls:
-        if _is_walkable(call.layer):
-            counts[id(call.layer)] = counts.get(id(call.layer), 0) + 1
-            _count_model_calls(call.layer, counts, graphs)
 
 
 # ---------------------------------------------------------------------------
