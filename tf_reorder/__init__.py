@@ -23,6 +23,8 @@ from tf_reorder.report import Report, Site
 __all__ = [
     "reorder",
     "plan",
+    "reorder_graph_def",
+    "reorder_function",
     "register_monotone",
     "unregister_monotone",
     "Report",
@@ -66,6 +68,41 @@ def reorder(model: Any, *, return_report: bool = False) -> Any:
 
     new, report = keras_pass.reorder(model)
     return (new, report) if return_report else new
+
+
+def reorder_graph_def(graph_def: Any, *, preserve: Any = ()) -> tuple[Any, Report]:
+    """Moves activations after max pools in a GraphDef and all functions in its library.
+
+    Returns ``(new_graph_def, report)``; the input is not changed. Fetched nodes
+    must be named in ``preserve`` (node or tensor names); function outputs are
+    kept automatically, and every name something refers to keeps its meaning.
+
+    Example:
+
+        graph_def = fn.get_concrete_function(spec).graph.as_graph_def(add_shapes=True)
+        new_graph_def, report = tf_reorder.reorder_graph_def(graph_def,
+                                                             preserve=["Identity"])
+    """
+    from tf_reorder import graph_pass
+
+    return graph_pass.reorder_graph_def(graph_def, preserve=preserve)
+
+
+def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
+    """Rewrites a tf.function ConcreteFunction (and every function it calls).
+
+    Returns ``(new_concrete_function, report)``. The new function takes the same
+    flat inputs, returns the same output structure, and uses the same captured
+    variables (not copies), so later assignments are seen by both.
+
+    Example:
+
+        fn = tf.function(model).get_concrete_function(tf.TensorSpec([1, 224, 224, 3]))
+        fast, report = tf_reorder.reorder_function(fn)
+    """
+    from tf_reorder import graph_pass
+
+    return graph_pass.reorder_function(concrete_function)
 
 
 def plan(model: Any) -> Report:

@@ -89,6 +89,9 @@ class Step:
     kind: StepKind
     name: str
     pad_value: float = 0.0  # for ZERO_PADDING steps that pad with another constant
+    # For a max step: it makes every input larger than one window smaller
+    # (global, adaptive, strided, or a 'valid' window wider than 1).
+    shrinks: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +217,21 @@ def worth_moving(elements_before: int | None, elements_after: int | None) -> Ver
     return YES
 
 
+def worth_moving_any_size(steps: Sequence[Step]) -> Verdict:
+    """Where sizes are unknown: does the path shrink every input larger than a window?
+
+    Yes when nothing on it pads and some max step on it shrinks.
+    """
+    for step in steps:
+        if step.kind is StepKind.ZERO_PADDING:
+            return Verdict(False, f"input size unknown and '{step.name}' pads: cannot show "
+                           "that the move removes work")
+    if any(step.kind in MAX_STEPS and step.shrinks for step in steps):
+        return YES
+    return Verdict(False, "input size unknown and no pool on the path is strided: cannot "
+                   "show that the move removes work")
+
+
 # ---------------------------------------------------------------------------
 # The catalogue: named activations of Keras 3 and TF ops.
 
@@ -313,7 +331,8 @@ def keras_activation(name: str) -> Function:
 def tf_op(op_type: str, attrs: dict[str, Any] | None = None) -> Function | None:
     """The catalogue entry for a TF op type, or None if it is not an activation."""
     if op_type == "LeakyRelu":
-        return leaky_relu(float((attrs or {}).get("alpha", 0.2)), name="LeakyRelu")
+        alpha = float((attrs or {}).get("alpha", 0.2))
+        return leaky_relu(alpha, name=f"LeakyRelu(alpha={_num(alpha)})")
     return TF_OPS.get(op_type)
 
 

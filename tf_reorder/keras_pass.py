@@ -191,28 +191,12 @@ def _elements(tensor: Any, calls: int = 1) -> int | None:
     return math.prod(dims) * calls
 
 
-def _reduces_for_every_size(crossed: Sequence[_Call]) -> algebra.Verdict:
-    """With unknown sizes: does the path shrink every input larger than a window?
-
-    True when nothing on it pads and some pool on it is global, adaptive, or
-    strided or windowed with 'valid' padding; those never grow a tensor.
-    """
-    for c in crossed:
-        if step_kind(c.layer) is StepKind.ZERO_PADDING:
-            return algebra.Verdict(False, f"input size unknown and '{c.layer.name}' pads: "
-                                   "cannot show that the move removes work")
-    for c in crossed:
-        layer = c.layer
-        if step_kind(layer) is not StepKind.MAX_POOL:
-            continue
-        if not hasattr(layer, "strides"):  # global and adaptive pools
-            return algebra.YES
-        if any(s > 1 for s in layer.strides):
-            return algebra.YES
-        if layer.padding == "valid" and any(k > 1 for k in layer.pool_size):
-            return algebra.YES
-    return algebra.Verdict(False, "input size unknown and no pool on the path is strided: "
-                           "cannot show that the move removes work")
+def _shrinks(layer: Any) -> bool:
+    """Whether a max pool layer makes every input larger than its window smaller."""
+    if not hasattr(layer, "strides"):  # global and adaptive pools
+        return True
+    return any(s > 1 for s in layer.strides) or (
+        layer.padding == "valid" and any(k > 1 for k in layer.pool_size))
 
 
 # ---------------------------------------------------------------------------
@@ -549,7 +533,10 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
     if verdict:
         verdict = _dtype_check(call, crossed)
     if verdict and (before is None or after is None):
-        verdict = _reduces_for_every_size(crossed)
+        verdict = algebra.worth_moving_any_size(
+            [Step(step_kind(c.layer), c.layer.name,
+                  shrinks=step_kind(c.layer) is StepKind.MAX_POOL and _shrinks(c.layer))
+             for c in crossed])
         if verdict:
             notes.append("input size unknown: the move removes work for every input "
                          "larger than one pooling window")

@@ -1,0 +1,258 @@
+"""The GraphDef front end on tf.function graphs: moves where valid, refuses where not."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+
+import tf_reorder
+from tf_reorder import graph_pass
+
+RNG = np.random.default_rng(0)
+KERNEL = tf.constant(RNG.standard_normal((3, 3, 3, 4)).astype("float32"))
+BIAS = tf.constant(RNG.standard_normal(4).astype("float32"))
+SPEC = tf.TensorSpec([2, 16, 16, 3], tf.float32, name="x")
+X = RNG.standard_normal((2, 16, 16, 3)).astype("float32")
+
+
+def conv(x):
+    return tf.nn.bias_add(tf.nn.conv2d(x, tf.cast(KERNEL, x.dtype), 1, "SAME"),
+                          tf.cast(BIAS, x.dtype))
+
+
+def pool(x):
+    return tf.nn.max_pool2d(x, 2, 2, "VALID")
+
+
+def graph_of(fn, spec=SPEC):
+    concrete = tf.function(fn).get_concrete_function(spec)
+    fetches = [t.name for t in concrete.outputs]
+    return concrete.graph.as_graph_def(add_shapes=True), fetches, concrete
+
+
+def run(graph_def, fetches, x=X):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(fetches, {"x:0": x})
+
+
+def check(fn, *, moved, exact=True, spec=SPEC, x=X, preserve=None):
+    graph_def, fetches, _ = graph_of(fn, spec)
+    before = graph_def.SerializeToString()
+    new, report = tf_reorder.reorder_graph_def(
+        graph_def, preserve=fetches if preserve is None else preserve)
+    assert graph_def.SerializeToString() == before, "the input GraphDef was changed"
+    assert len(report.moved) == moved, str(report)
+    for a, b in zip(run(graph_def, fetches, x), run(new, fetches, x), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        if exact:
+            assert a.tobytes() == b.tobytes()
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    return new, report
+
+
+def ops_in_order(graph_def, fetch):
+    """The op types from the output back to the input along input 0."""
+    nodes = {n.name: n for n in graph_def.node}
+    ops, name = [], fetch.split(":")[0]
+    while name in nodes and nodes[name].input:
+        ops.append(nodes[name].op)
+        name = nodes[name].input[0].split(":")[0]
+    return ops
+
+
+def test_conv_bias_relu_pool_moves_and_keeps_names():
+    new, report = check(lambda x: pool(tf.nn.relu(conv(x))), moved=1)
+    (site,) = report.sites
+    assert (site.elements_before, site.elements_after) == (16 * 16 * 4, 8 * 8 * 4)
+    assert ops_in_order(new, "Identity")[:3] == ["Identity", "Relu", "MaxPool"]
+    names = sorted(n.name for n in new.node)
+    graph_def, _, _ = graph_of(lambda x: pool(tf.nn.relu(conv(x))))
+    assert names == sorted(n.name for n in graph_def.node)
+
+
+@pytest.mark.parametrize("op", [tf.nn.relu, tf.nn.relu6, tf.nn.elu, tf.nn.selu, tf.sigmoid,
+                                tf.tanh, tf.nn.softplus, tf.nn.softsign, tf.exp, tf.math.atan,
+                                tf.math.asinh, tf.math.erf, tf.math.expm1, tf.floor])
+def test_every_activation_op(op):
+    exact = graph_pass.activation_of(
+        graph_of(lambda x: op(x))[0].node[1]).exact
+    check(lambda x: pool(op(conv(x))), moved=1, exact=exact)
+
+
+@pytest.mark.parametrize("alpha, moves", [(0.2, True), (0.0, True), (-0.3, False)])
+def test_leaky_relu_sign_of_alpha(alpha, moves):
+    _, report = check(lambda x: pool(tf.nn.leaky_relu(conv(x), alpha)), moved=int(moves),
+                      exact=alpha != 0.0)
+    if not moves:
+        assert "not monotone" in report.sites[0].reason
+
+
+def test_average_pool_is_refused():
+    _, report = check(lambda x: tf.nn.avg_pool2d(tf.nn.relu(conv(x)), 2, 2, "VALID"),
+                      moved=0)
+    assert "averages" in report.sites[0].reason
+
+
+def test_non_monotone_op_is_not_a_candidate_or_refused():
+    _, report = check(lambda x: pool(tf.nn.silu(conv(x))), moved=0)
+    assert not report.moved
+
+
+def test_activation_that_is_also_returned_is_refused():
+    def fn(x):
+        y = tf.nn.relu(conv(x))
+        return pool(y), y
+    _, report = check(fn, moved=0)
+    assert "2 consumers" in report.sites[0].reason
+
+
+def test_preserved_activation_is_refused():
+    graph_def, fetches, _ = graph_of(lambda x: pool(tf.nn.relu(conv(x))))
+    _, report = tf_reorder.reorder_graph_def(graph_def, preserve=["Relu:0", *fetches])
+    assert not report.moved and "preserved" in report.sites[0].reason
+
+
+def test_pooled_value_that_is_fetched_keeps_its_name():
+    graph_def, _, _ = graph_of(lambda x: pool(tf.nn.relu(conv(x))))
+    new, report = tf_reorder.reorder_graph_def(graph_def, preserve=["MaxPool2d"])
+    assert len(report.moved) == 1
+    a, b = run(graph_def, ["MaxPool2d:0"]), run(new, ["MaxPool2d:0"])
+    assert a[0].tobytes() == b[0].tobytes()
+    assert {n.name: n.op for n in new.node}["MaxPool2d"] == "Relu"
+
+
+def test_reduce_max_over_any_axes():
+    check(lambda x: tf.reduce_max(tf.tanh(conv(x)), axis=[1, 2]), moved=1, exact=False)
+    check(lambda x: tf.reduce_max(tf.nn.relu(conv(x)), axis=-1, keepdims=True), moved=1)
+
+
+@pytest.mark.parametrize("activation, moves", [(tf.nn.relu, True), (tf.tanh, True),
+                                               (tf.sigmoid, False)])
+def test_zero_padding_needs_f_of_zero_to_be_zero(activation, moves):
+    def fn(x):
+        return tf.nn.max_pool2d(tf.pad(activation(conv(x)), [[0, 0], [1, 1], [1, 1], [0, 0]]),
+                                3, 2, "VALID")
+    _, report = check(fn, moved=int(moves), exact=activation is tf.nn.relu)
+    if not moves:
+        assert "zero padding" in report.sites[0].reason
+
+
+def test_pad_with_another_constant_is_refused():
+    def fn(x):
+        padded = tf.pad(tf.nn.relu(conv(x)), [[0, 0], [1, 1], [1, 1], [0, 0]],
+                        constant_values=-1.0)
+        return pool(padded)
+    _, report = check(fn, moved=0)
+    assert "pad value" in report.sites[0].reason
+
+
+def test_identity_chain_and_consecutive_pools():
+    _, report = check(lambda x: pool(pool(tf.identity(tf.nn.relu(conv(x))))), moved=1)
+    assert report.sites[0].elements_after == 4 * 4 * 4
+
+
+def test_pool_3d_and_max_pool_v2():
+    spec = tf.TensorSpec([2, 8, 8, 8, 2], tf.float32, name="x")
+    x = RNG.standard_normal((2, 8, 8, 8, 2)).astype("float32")
+    check(lambda v: tf.nn.max_pool3d(tf.nn.relu(v), 2, 2, "VALID"), moved=1, spec=spec, x=x)
+    check(lambda v: tf.raw_ops.MaxPoolV2(input=tf.sigmoid(conv(v)), ksize=[1, 2, 2, 1],
+                                         strides=[1, 2, 2, 1], padding="VALID"),
+          moved=1, exact=False)
+
+
+def test_max_pool_with_argmax_is_refused_for_non_strict_functions():
+    def fn(x):
+        out, argmax = tf.nn.max_pool_with_argmax(tf.nn.relu(conv(x)), 2, 2, "VALID")
+        return out, argmax
+    _, report = check(fn, moved=0)
+    assert "argmax" in report.sites[0].reason
+
+
+def test_control_dependency_on_the_activation_is_refused():
+    def fn(x):
+        y = tf.nn.relu(conv(x))
+        with tf.control_dependencies([y]):
+            z = tf.identity(x)
+        return pool(y), z
+    _, report = check(fn, moved=0)
+    assert "control input" in report.sites[0].reason
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
+def test_half_precision(dtype):
+    spec = tf.TensorSpec([2, 16, 16, 3], dtype, name="x")
+    x = X.astype(dtype.as_numpy_dtype)
+    new, report = check(lambda v: pool(tf.nn.relu(conv(v))), moved=1, spec=spec, x=x)
+    assert any(n.op == "Relu" and n.attr["T"].type == dtype.as_datatype_enum for n in new.node)
+
+
+def test_cond_branches_and_nested_functions_are_rewritten():
+    inner = tf.function(lambda y: pool(tf.nn.elu(y)))
+
+    def fn(x):
+        h = conv(x)
+        branch = tf.cond(tf.reduce_sum(x) > 0, lambda: tf.reduce_max(tf.tanh(h), axis=[1, 2]),
+                         lambda: tf.reduce_max(tf.nn.relu(h), axis=[1, 2]))
+        return branch, inner(h)
+    new, report = check(fn, moved=3, exact=False)
+    assert {s.scope for s in report.moved} != {"graph"}
+    assert all(s.scope != "graph" for s in report.moved)
+    changed = [f for f in new.library.function
+               if any(n.op == "MaxPool" or n.op == "Max" for n in f.node_def)]
+    assert changed
+
+
+def test_device_attrs_are_kept():
+    graph_def, fetches, _ = graph_of(lambda x: pool(tf.nn.relu(conv(x))))
+    for node in graph_def.node:
+        if node.op in ("Relu", "MaxPool"):
+            node.device = f"/device:CPU:0#{node.op}"
+    new, _ = tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
+    devices = {n.op: n.device for n in new.node if n.op in ("Relu", "MaxPool")}
+    assert devices == {"Relu": "/device:CPU:0#Relu", "MaxPool": "/device:CPU:0#MaxPool"}
+
+
+def test_not_a_graph_def():
+    with pytest.raises(tf_reorder.ReorderError, match="expected a GraphDef"):
+        tf_reorder.reorder_graph_def("graph.pb")
+    new, report = tf_reorder.reorder_graph_def(graph_pb2.GraphDef())
+    assert not report.sites and not new.node
+
+
+# -- concrete functions -----------------------------------------------------------------
+
+
+def test_reorder_function_keeps_captured_variables_and_structure():
+    variable = tf.Variable(RNG.standard_normal((3, 3, 3, 4)).astype("float32"))
+    inner = tf.function(lambda y: tf.nn.max_pool2d(tf.nn.elu(y), 2, 2, "VALID"))
+
+    @tf.function
+    def fn(x):
+        h = tf.nn.conv2d(x, variable, 1, "SAME")
+        branch = tf.cond(tf.reduce_sum(x) > 0,
+                         lambda: tf.reduce_max(tf.tanh(h), axis=[1, 2]),
+                         lambda: tf.reduce_max(tf.sigmoid(h), axis=[1, 2]))
+        return {"relu": pool(tf.nn.relu(h)), "branch": branch, "inner": inner(h)}
+
+    concrete = fn.get_concrete_function(SPEC)
+    new, report = tf_reorder.reorder_function(concrete)
+    assert len(report.moved) == 4, str(report)
+    assert new.captured_inputs[0] is concrete.captured_inputs[0]
+    for x in (X, -X):  # both branches of the cond
+        a, b = concrete(tf.constant(x)), new(tf.constant(x))
+        assert set(a) == set(b) == {"relu", "branch", "inner"}
+        assert a["relu"].numpy().tobytes() == b["relu"].numpy().tobytes()
+        for key in ("branch", "inner"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
+    variable.assign(variable * -2.0)  # the same variable: both see the change
+    a, b = concrete(tf.constant(X)), new(tf.constant(X))
+    assert a["relu"].numpy().tobytes() == b["relu"].numpy().tobytes()
+
+
+def test_reorder_function_rejects_other_objects():
+    with pytest.raises(tf_reorder.ReorderError, match="ConcreteFunction"):
+        tf_reorder.reorder_function(lambda x: x)

@@ -1,0 +1,489 @@
+"""GraphDef front end: a Grappler-style pass over a graph's nodes and its functions.
+
+It finds ``f -> [Identity | Pad | ...] -> max`` in the top-level nodes of a
+`GraphDef` and in every `FunctionDef` of its library (the bodies behind
+``PartitionedCall``, ``If``/``While``/``Case`` branches, at any depth) and
+rewrites it to ``[Identity | Pad | ...] -> max -> f``, asking `algebra` whether
+each move is exact.
+
+Names that other nodes, fetches and function outputs refer to are kept: the
+activation takes the pool's name (so every reference to the pooled value now
+sees the activated value, as before), and the pool takes the activation's
+name, which nothing else referred to.
+
+Example:
+
+    graph_def = concrete_function.graph.as_graph_def(add_shapes=True)
+    new_graph_def, report = tf_reorder.reorder_graph_def(graph_def)
+    print(report)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from absl import logging
+from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
+from tensorflow.python.framework import op_def_registry, tensor_util
+
+from tf_reorder import algebra
+from tf_reorder.algebra import Step, StepKind
+from tf_reorder.errors import ReorderError
+from tf_reorder.report import Report, Site
+
+POOL_OPS: dict[str, StepKind] = {
+    "MaxPool": StepKind.MAX_POOL,
+    "MaxPoolV2": StepKind.MAX_POOL,
+    "MaxPool3D": StepKind.MAX_POOL,
+    "Max": StepKind.MAX_POOL,
+    "MaxPoolWithArgmax": StepKind.MAX_POOL_WITH_ARGMAX,
+    "AvgPool": StepKind.AVERAGE_POOL,
+    "AvgPool3D": StepKind.AVERAGE_POOL,
+    "Mean": StepKind.AVERAGE_POOL,
+}
+DATA_MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "ExpandDims",
+                               "MirrorPad"})
+PAD_OPS = frozenset({"Pad", "PadV2"})
+
+
+def step_of(node: node_def_pb2.NodeDef, body: "_Body") -> Step | None:
+    """The algebra's view of a node between an activation and a pool."""
+    if node.op in POOL_OPS:
+        return Step(POOL_OPS[node.op], node.name, shrinks=_shrinks(node))
+    if node.op in DATA_MOVEMENT_OPS:
+        return Step(StepKind.DATA_MOVEMENT, node.name)
+    if node.op == "Pad":
+        return Step(StepKind.ZERO_PADDING, node.name)
+    if node.op == "PadV2":
+        value = body.constant(node.input[2]) if len(node.input) > 2 else None
+        if value is None or value.size != 1:
+            return Step(StepKind.OTHER, node.name)
+        return Step(StepKind.ZERO_PADDING, node.name, pad_value=float(value.reshape(())))
+    return None
+
+
+def _shrinks(node: node_def_pb2.NodeDef) -> bool:
+    if node.op == "Max":
+        return True
+    if node.op in ("MaxPool", "MaxPool3D", "MaxPoolWithArgmax"):
+        strides = list(node.attr["strides"].list.i)
+        ksize = list(node.attr["ksize"].list.i)
+        padding = node.attr["padding"].s.decode()
+        return any(s > 1 for s in strides) or (padding == "VALID" and any(k > 1 for k in ksize))
+    return False
+
+
+def activation_of(node: node_def_pb2.NodeDef) -> algebra.Function | None:
+    attrs = {"alpha": node.attr["alpha"].f} if "alpha" in node.attr else {}
+    return algebra.tf_op(node.op, attrs)
+
+
+def _first_output_arg(op: str) -> str:
+    op_def = op_def_registry.get(op)
+    if op_def is None or not op_def.output_arg:
+        raise ReorderError(f"op '{op}' is not registered in this TensorFlow")
+    return op_def.output_arg[0].name
+
+
+# ---------------------------------------------------------------------------
+# A body: the top-level nodes of a GraphDef, or a FunctionDef's nodes.
+
+
+@dataclasses.dataclass
+class _Ref:
+    """One input string of one node (or one function output), parsed."""
+
+    node: str
+    output: str | int  # graph: index; function: "arg:index" within the producer
+    control: bool
+
+
+class _Body:
+    def __init__(self, nodes: Iterable[node_def_pb2.NodeDef], *, scope: str, function: bool,
+                 kept: set[str], returns: dict[str, str] | None = None) -> None:
+        self.scope = scope
+        self.function = function
+        self.nodes = {n.name: n for n in nodes}
+        self.kept = kept  # names whose output must stay as it is (fetches, preserve)
+        self.returns = returns  # a FunctionDef's ret map, rewritten in place
+        self.consumers: dict[str, list[tuple[Any, int]]] = {}  # name -> (holder, input index)
+        self.control_consumers: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            for i, text in enumerate(node.input):
+                ref = self.parse(text)
+                if ref.control:
+                    self.control_consumers.setdefault(ref.node, []).append(node.name)
+                else:
+                    self.consumers.setdefault(ref.node, []).append((node, i))
+        self.returned = {self.parse(v).node for v in (returns or {}).values()}
+
+    def parse(self, text: str) -> _Ref:
+        if text.startswith("^"):
+            return _Ref(text[1:], 0, True)
+        parts = text.split(":")
+        if self.function:
+            return _Ref(parts[0], ":".join(parts[1:]), False)
+        return _Ref(parts[0], int(parts[1]) if len(parts) > 1 else 0, False)
+
+    def is_first_output(self, ref: _Ref) -> bool:
+        if not self.function:
+            return ref.output == 0
+        node = self.nodes.get(ref.node)
+        return node is not None and ref.output == f"{_first_output_arg(node.op)}:0"
+
+    def first_output(self, node: node_def_pb2.NodeDef) -> str:
+        return f"{node.name}:{_first_output_arg(node.op)}:0" if self.function else node.name
+
+    def data_consumers(self, name: str) -> list[tuple[Any, int]]:
+        return self.consumers.get(name, [])
+
+    def constant(self, text: str) -> Any:
+        node = self.nodes.get(self.parse(text).node)
+        if node is None or node.op != "Const":
+            return None
+        return tensor_util.MakeNdarray(node.attr["value"].tensor)
+
+    def elements(self, node: node_def_pb2.NodeDef) -> int | None:
+        shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+        if not shapes or shapes[0].unknown_rank:
+            return None
+        dims = [d.size for d in shapes[0].dim[1:]]
+        return math.prod(dims) if all(d >= 0 for d in dims) else None
+
+
+# ---------------------------------------------------------------------------
+# Finding and deciding sites.
+
+
+@dataclasses.dataclass
+class _Candidate:
+    activation: node_def_pb2.NodeDef
+    function: algebra.Function
+    chain: list[node_def_pb2.NodeDef]  # from the node after f to the landing pool
+    site: Site
+
+
+def _walk(body: _Body, start: node_def_pb2.NodeDef) -> tuple[list[Any], list[Step], str]:
+    """The single-consumer chain of steps after `start`, and why it ended."""
+    nodes, steps = [], []
+    current = start
+    while True:
+        if current.name in body.control_consumers:
+            return nodes, steps, f"'{current.name}' is a control input of " + \
+                ", ".join(f"'{n}'" for n in sorted(body.control_consumers[current.name]))
+        if current.name in body.returned:
+            return nodes, steps, f"'{current.name}' is an output of {body.scope}"
+        if current.name in body.kept:
+            return nodes, steps, f"'{current.name}' is fetched or preserved"
+        consumers = body.data_consumers(current.name)
+        if len(consumers) != 1:
+            names = ", ".join(sorted({f"'{c.name}'" for c, _ in consumers}))
+            return nodes, steps, (f"the output of '{current.name}' has {len(consumers)} "
+                                  f"consumers ({names})" if consumers else "")
+        consumer, position = consumers[0]
+        step = step_of(consumer, body)
+        if step is None or position != 0 or step.kind is StepKind.OTHER:
+            return nodes, steps, ""
+        if any(text.startswith("^") for text in consumer.input):
+            return nodes, steps, f"'{consumer.name}' has control inputs"
+        nodes.append(consumer)
+        steps.append(step)
+        if step.kind is StepKind.AVERAGE_POOL:
+            return nodes, steps, ""
+        current = consumer
+
+
+def _decide(body: _Body, node: node_def_pb2.NodeDef,
+            function: algebra.Function) -> _Candidate | None:
+    chain, steps, stop = _walk(body, node)
+    pools = [i for i, s in enumerate(steps) if s.kind in algebra.MAX_STEPS
+             or s.kind is StepKind.AVERAGE_POOL]
+    if not pools and not stop:
+        return None  # feeds no pool: not a candidate
+    beyond = None if pools else _pool_beyond(body, node)
+    if not pools and beyond is None:
+        return None
+    landing, verdict = algebra.landing_index(function, steps)
+    first_pool = steps[pools[0]] if pools else Step(StepKind.MAX_POOL, "?")
+    f_verdict = algebra.commutes_with_max(function, first_pool)
+    if not f_verdict:
+        verdict, landing = f_verdict, 0
+    elif landing == 0 and stop and verdict.reason == "no max pooling on the path":
+        verdict = algebra.Verdict(False, stop)
+    if verdict and any(t.startswith("^") for t in node.input):
+        verdict = algebra.Verdict(False, f"'{node.name}' has control inputs")
+    crossed = chain[:landing] if landing else chain
+    landing_node = crossed[-1] if landing else (chain[pools[0]] if pools else beyond)
+    before = body.elements(node)
+    after = body.elements(landing_node) if landing and before is not None else None
+    if verdict and _dtype(landing_node) != _dtype(node):
+        verdict = algebra.Verdict(False, f"'{landing_node.name}' has another dtype")
+    if verdict:
+        verdict = (algebra.worth_moving(before, after) if before is not None and after is not None
+                   else algebra.worth_moving_any_size(steps[:landing]))
+    producer = body.parse(node.input[0]).node if node.input else None
+    site = Site(
+        scope=body.scope,
+        activation=node.name,
+        function=function.name,
+        fused=False,
+        producer=producer,
+        between=tuple(n.name for n in crossed[:-1]) if verdict else
+        tuple(n.name for n in chain[:pools[0]]) if pools else (),
+        pool=landing_node.name if landing_node is not None else None,
+        moved=bool(verdict),
+        reason=verdict.reason,
+        elements_before=before,
+        elements_after=after if verdict else before,
+        exact=function.exact,
+    )
+    return _Candidate(node, function, crossed if verdict else [], site)
+
+
+def _dtype(node: node_def_pb2.NodeDef) -> int | None:
+    return node.attr["T"].type if "T" in node.attr else None
+
+
+def _pool_beyond(body: _Body, start: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef | None:
+    """A pool reachable from `start` through steps, across fan-outs."""
+    frontier, seen = [start.name], set()
+    while frontier:
+        name = frontier.pop()
+        for consumer, position in body.data_consumers(name):
+            if consumer.name in seen or position != 0:
+                continue
+            seen.add(consumer.name)
+            step = step_of(consumer, body)
+            if step is None or step.kind is StepKind.OTHER:
+                continue
+            if step.kind in algebra.MAX_STEPS or step.kind is StepKind.AVERAGE_POOL:
+                return consumer
+            frontier.append(consumer.name)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Rewriting.
+
+
+def _rewrite(body: _Body, candidate: _Candidate) -> None:
+    """``f -> c1 .. L`` becomes ``c1 .. pool -> f``; the activation takes the name ``L``."""
+    f, chain = candidate.activation, candidate.chain
+    landing = chain[-1]
+    f_name, landing_name = f.name, landing.name
+    x_ref = f.input[0]
+    old_pool_output = body.first_output(landing)
+    chain[0].input[0] = x_ref
+
+    pool = node_def_pb2.NodeDef()
+    pool.CopyFrom(landing)
+    pool.name = f_name
+    activation = node_def_pb2.NodeDef()
+    activation.CopyFrom(f)
+    activation.name = landing_name
+    del activation.input[:]
+    activation.input.append(body.first_output(pool))
+    if "_output_shapes" in landing.attr:
+        shapes = activation.attr["_output_shapes"].list.shape
+        del shapes[:]
+        shapes.add().CopyFrom(landing.attr["_output_shapes"].list.shape[0])
+
+    new_activation_output = body.first_output(activation)
+    for consumer, i in body.data_consumers(landing_name):
+        consumer.input[i] = _retarget(body, consumer.input[i], landing_name, f_name,
+                                      old_pool_output, new_activation_output)
+    if body.returns is not None:
+        for key, value in list(body.returns.items()):
+            body.returns[key] = _retarget(body, value, landing_name, f_name,
+                                          old_pool_output, new_activation_output)
+    f.CopyFrom(pool)
+    landing.CopyFrom(activation)
+
+
+def _retarget(body: _Body, text: str, landing: str, pool_name: str, old_pool_output: str,
+              new_activation_output: str) -> str:
+    """A reference to the landing pool, after the swap of names."""
+    ref = body.parse(text)
+    if ref.control or ref.node != landing:
+        return text
+    if body.function:
+        if text == old_pool_output:
+            return new_activation_output
+        return f"{pool_name}:{ref.output}"  # another output of the pool (argmax)
+    if ref.output == 0:
+        return text
+    return f"{pool_name}:{ref.output}"
+
+
+def _process(body: _Body) -> list[Site]:
+    sites: list[Site] = []
+    candidates = []
+    for node in list(body.nodes.values()):
+        function = activation_of(node)
+        if function is None:
+            continue
+        candidate = _decide(body, node, function)
+        if candidate is not None:
+            candidates.append(candidate)
+            sites.append(candidate.site)
+    claimed: set[str] = set()
+    for candidate in candidates:
+        if not candidate.site.moved:
+            continue
+        names = {candidate.activation.name, *(n.name for n in candidate.chain)}
+        if names & claimed:  # overlapping chains: the first one wins this pass
+            continue
+        claimed |= names
+        _rewrite(body, candidate)
+    return sites
+
+
+def _kept_names(preserve: Iterable[str]) -> set[str]:
+    return {name.lstrip("^").split(":")[0] for name in preserve}
+
+
+def reorder_graph_def(graph_def: graph_pb2.GraphDef, *,
+                      preserve: Sequence[str] = ()) -> tuple[graph_pb2.GraphDef, Report]:
+    """Moves activations after max pools in a GraphDef and every function in its library.
+
+    The input is not changed. Nodes named in `preserve` (fetches: node or tensor
+    names) keep their values; so do function outputs. Shapes in
+    ``_output_shapes`` attrs (``as_graph_def(add_shapes=True)``) give the
+    element counts; without them a move is made only where no input size could
+    make it add work.
+
+    Example:
+
+        graph_def = fn.get_concrete_function(spec).graph.as_graph_def(add_shapes=True)
+        new_graph_def, report = tf_reorder.reorder_graph_def(graph_def, preserve=["Identity"])
+    """
+    if not isinstance(graph_def, graph_pb2.GraphDef):
+        raise ReorderError(f"expected a GraphDef, got {type(graph_def).__name__}")
+    new = graph_pb2.GraphDef()
+    new.CopyFrom(graph_def)
+    sites = _process(_Body(new.node, scope="graph", function=False,
+                           kept=_kept_names(preserve)))
+    for function_def in new.library.function:
+        sites.extend(_process_function(function_def))
+    report = Report("graph", tuple(sites))
+    logging.info("reordered a GraphDef: %d of %d sites moved", len(report.moved),
+                 len(report.sites))
+    return new, report
+
+
+def _process_function(function_def: function_pb2.FunctionDef) -> list[Site]:
+    returns = dict(function_def.ret)
+    body = _Body(function_def.node_def, scope=function_def.signature.name, function=True,
+                 kept=set(), returns=returns)
+    sites = _process(body)
+    for key, value in returns.items():
+        function_def.ret[key] = value
+    return sites
+
+
+# ---------------------------------------------------------------------------
+# Concrete functions.
+
+
+def _rename_changed_functions(old: graph_pb2.GraphDef, new: graph_pb2.GraphDef) -> None:
+    """Gives rewritten library functions new names, and updates every reference.
+
+    The original functions stay registered in the process under their names; a
+    different body under the same name would clash with them.
+    """
+    before = {f.signature.name: f.SerializeToString() for f in old.library.function}
+    renames = {}
+    for function_def in new.library.function:
+        name = function_def.signature.name
+        if before.get(name) != function_def.SerializeToString():
+            renames[name] = f"{name}_reordered_{uuid.uuid4().hex[:8]}"
+    if not renames:
+        return
+    changed = True
+    while changed:  # a caller of a renamed function changes too
+        changed = False
+        for function_def in new.library.function:
+            name = function_def.signature.name
+            if name not in renames and any(_refers_to(n, renames) for n in function_def.node_def):
+                renames[name] = f"{name}_reordered_{uuid.uuid4().hex[:8]}"
+                changed = True
+    for function_def in new.library.function:
+        function_def.signature.name = renames.get(function_def.signature.name,
+                                                  function_def.signature.name)
+        for node in function_def.node_def:
+            _rename_in_attrs(node, renames)
+    for node in new.node:
+        _rename_in_attrs(node, renames)
+    for gradient in new.library.gradient:
+        gradient.function_name = renames.get(gradient.function_name, gradient.function_name)
+
+
+def _func_attrs(node: node_def_pb2.NodeDef) -> Iterable[Any]:
+    for value in node.attr.values():
+        if value.HasField("func"):
+            yield value.func
+        if value.HasField("list"):
+            yield from value.list.func
+
+
+def _refers_to(node: node_def_pb2.NodeDef, renames: dict[str, str]) -> bool:
+    return any(func.name in renames for func in _func_attrs(node))
+
+
+def _rename_in_attrs(node: node_def_pb2.NodeDef, renames: dict[str, str]) -> None:
+    for func in _func_attrs(node):
+        func.name = renames.get(func.name, func.name)
+
+
+def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
+    """Rewrites a tf.function's ConcreteFunction; captures stay the same objects.
+
+    Example:
+
+        fn = tf.function(model).get_concrete_function(tf.TensorSpec([1, 224, 224, 3]))
+        fast, report = tf_reorder.reorder_function(fn)
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    graph = getattr(concrete_function, "graph", None)
+    if graph is None or not hasattr(concrete_function, "captured_inputs"):
+        raise ReorderError(
+            f"expected a tf.function ConcreteFunction, got {type(concrete_function).__name__}")
+    graph_def = graph.as_graph_def(add_shapes=True)
+    fetches = [t.name for t in concrete_function.outputs]
+    new_graph_def, report = reorder_graph_def(graph_def, preserve=fetches)
+    _rename_changed_functions(graph_def, new_graph_def)
+
+    captures = list(concrete_function.captured_inputs)
+    inputs = [t.name for t in graph.inputs]
+    argument_names, capture_names = inputs[:len(inputs) - len(captures)], \
+        inputs[len(inputs) - len(captures):]
+    specs = [tf.TensorSpec(graph.get_tensor_by_name(n).shape,
+                           graph.get_tensor_by_name(n).dtype) for n in argument_names]
+
+    def reordered(*arguments: Any) -> Any:
+        input_map = dict(zip(argument_names, arguments, strict=True))
+        func_graph = tf.compat.v1.get_default_graph()
+        # The same captured values (variable handles), not copies.
+        input_map.update(zip(capture_names, [func_graph.capture(c) for c in captures],
+                             strict=True))
+        outputs = tf.graph_util.import_graph_def(
+            new_graph_def, input_map=input_map, return_elements=fetches, name="reordered")
+        return tf.nest.pack_sequence_as(concrete_function.structured_outputs, outputs,
+                                        expand_composites=True)
+
+    # Functions that reach a graph through import_graph_def are not registered with
+    # the eager runtime on their own; the call would not find them.
+    from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
+
+    runtime = context.context()
+    for function_def in new_graph_def.library.function:
+        if not runtime.has_function(function_def.signature.name):
+            runtime.add_function_def(function_def)
+
+    function = tf.function(reordered, input_signature=specs, autograph=False)
+    return function.get_concrete_function(), report
