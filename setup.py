@@ -17,8 +17,8 @@ setup(
         "absl-py",
     ],
     extras_require={
-        "test": ["pytest", "jax"],
-        "bench": ["jax"],
+        "test": ["pytest", "jax", "tf2onnx", "onnxruntime", "ai-edge-litert"],
+        "bench": ["jax", "tf2onnx", "onnxruntime", "ai-edge-litert"],
     },
     entry_points={"console_scripts": ["tf-reorder=tf_reorder.cli:run"]},
 )

@@ -25,6 +25,7 @@ __all__ = [
     "plan",
     "reorder_graph_def",
     "reorder_function",
+    "convert_saved_model",
     "register_monotone",
     "unregister_monotone",
     "Report",
@@ -103,6 +104,24 @@ def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
     from tf_reorder import graph_pass
 
     return graph_pass.reorder_function(concrete_function)
+
+
+def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False) -> Report:
+    """Writes a copy of the SavedModel `src` to `dst` with its graphs rewritten.
+
+    Every signature and restored function is rewritten; variables/ and assets/
+    are copied byte for byte; signatures keep their names; the fingerprint is
+    recomputed. `dst` is written atomically and an existing one is replaced only
+    with ``overwrite=True``; `src` is never modified.
+
+    Example:
+
+        model.export("exported")
+        print(tf_reorder.convert_saved_model("exported", "exported_reordered"))
+    """
+    from tf_reorder import saved_model
+
+    return saved_model.convert_saved_model(src, dst, overwrite=overwrite)
 
 
 def plan(model: Any) -> Report:

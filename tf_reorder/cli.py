@@ -4,17 +4,21 @@ For a monotone non-decreasing activation f, maxpool(f(x)) == f(maxpool(x)), so f
 can run after the pool, on fewer elements, with the same outputs.
 
 Usage:
-  tf-reorder inspect MODEL.keras [--json]
+  tf-reorder inspect MODEL.keras|SAVED_MODEL_DIR [--json]
       Print the plan: every candidate site (an activation that feeds a max
       pool), whether it would move and why, and the activation evaluations
       per sample before and after. Nothing is written.
 
   tf-reorder convert IN.keras OUT.keras [--overwrite] [--json]
+  tf-reorder convert SAVED_MODEL_DIR OUT_DIR [--overwrite] [--json]
       Rewrite IN and save the result to OUT (a plain Keras model made of
       stock layers, with the original weights). IN is never modified. OUT is
       written atomically (a temporary file in OUT's directory, then a rename),
       and an existing OUT is replaced only with --overwrite. OUT must end in
-      .keras, must not be IN, and its directory must exist.
+      .keras, must not be IN, and its directory must exist. A SavedModel
+      directory (e.g. from model.export()) is converted to another directory:
+      every signature's and restored function's graph is rewritten, variables/
+      and assets/ are copied byte for byte, and the fingerprint is recomputed.
 
   tf-reorder demo [--model=VGG16] [--batch=1] [--seed=0] [--out=PATH.keras]
       Build a keras.applications model with random weights (nothing is
@@ -253,18 +257,36 @@ def _size(path: str) -> str:
 
 
 def inspect_model(path: str) -> int:
-    """``inspect MODEL.keras``: prints what `tf_reorder.reorder` would do."""
-    model = load_model(path)
-    try:
-        report = tf_reorder.plan(model)
-    except tf_reorder.ReorderError as error:
-        raise CliError(f"{path}: {one_line(error)}") from error
+    """``inspect MODEL.keras|SAVED_MODEL_DIR``: prints what the rewrite would do."""
+    if os.path.isdir(path):
+        from tf_reorder import saved_model  # pylint: disable=g-import-not-at-top
+
+        _, report = saved_model.rewrite_saved_model(saved_model.read_saved_model(path), path)
+    else:
+        model = load_model(path)
+        try:
+            report = tf_reorder.plan(model)
+        except tf_reorder.ReorderError as error:
+            raise CliError(f"{path}: {one_line(error)}") from error
     print(report.to_json() if _JSON.value else str(report))
     return 0
 
 
+def convert_saved_model(source: str, target: str) -> int:
+    """``convert SRC_DIR DST_DIR``: writes the rewritten SavedModel to DST_DIR."""
+    report = tf_reorder.convert_saved_model(source, target, overwrite=_OVERWRITE.value)
+    if _JSON.value:
+        print(report.to_json())
+    else:
+        print(report)
+        print(f"wrote {target}")
+    return 0
+
+
 def convert_model(source: str, target: str) -> int:
-    """``convert IN.keras OUT.keras``: writes the reordered model to OUT."""
+    """``convert IN.keras OUT.keras`` (or two SavedModel directories)."""
+    if os.path.isdir(source):
+        return convert_saved_model(source, target)
     check_input(source)
     check_output(target, overwrite=_OVERWRITE.value, source=source)
     model = load_model(source)

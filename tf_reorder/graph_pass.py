@@ -245,7 +245,14 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef,
 
 
 def _dtype(node: node_def_pb2.NodeDef) -> int | None:
-    return node.attr["T"].type if "T" in node.attr else None
+    """The node's T attr; SavedModels strip attrs equal to the op's default."""
+    if "T" in node.attr:
+        return node.attr["T"].type
+    op_def = op_def_registry.get(node.op)
+    for attr in op_def.attr if op_def is not None else ():
+        if attr.name == "T" and attr.HasField("default_value"):
+            return attr.default_value.type
+    return None
 
 
 def _pool_beyond(body: _Body, start: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef | None:
