@@ -1,0 +1,273 @@
+"""How fast `tf_reorder.reorder_graph_def` is on large GraphDefs, next to Grappler.
+
+Run from the repository root:
+
+    python benchmarks/graph_pass_speed.py
+    python benchmarks/graph_pass_speed.py --sizes=1000,10000,50000,200000 --repeats=3 \
+        --out=/tmp/graph_pass_speed.json
+    python benchmarks/graph_pass_speed.py --sizes=200000 --repeats=1 --profile=20
+
+Each synthetic GraphDef is a chain of identical towers fed by one input
+``x: [1, 32, 32, 4]``; a tower (built once in graph mode with
+``as_graph_def(add_shapes=True)``, then copied as protos with renamed nodes) is
+
+    conv -> bias_add -> relu    -> max_pool            (moved)
+         -> * scale + shift                            (non-candidates)
+    conv -> bias_add -> sigmoid -> max_pool            (moved)
+    conv -> bias_add -> relu    -> max_pool, and mean  (refused: 2 consumers)
+    conv -> bias_add -> tanh    -> avg_pool            (refused: averages)
+    + mean + the previous tower's sum                  (non-candidates)
+
+32 nodes with 4 candidate sites (2 moved); every weight is its own Const.
+Sizes are rounded to whole towers. The last sum is the fetch.
+
+For each size it warms up once, then times, `--repeats` times, interleaved
+(tf_reorder, Grappler, tf_reorder, ...), with `gc.collect()` outside the timed
+region:
+
+- tf_reorder: `reorder_graph_def(graph_def, preserve=[fetch])` (pure Python,
+  single-threaded; includes its copy of the input GraphDef);
+- Grappler: `tf_optimizer.OptimizeGraph` with only the arithmetic optimizer
+  enabled (`optimizers=["arithmetic"]`, `min_graph_nodes=-1`), the fetch in the
+  "train_op" collection; the time includes serializing the MetaGraphDef,
+  creating Grappler's single-machine cluster and parsing the result, as the
+  Python API does on every call.
+
+It prints a markdown table of the medians (nodes | sites | tf_reorder s |
+nodes/s | Grappler s) and how the per-node time grows with size (1.0 = linear).
+TF's intra-op and inter-op pools are pinned to `--threads` (default 1).
+`--disable_gc` times tf_reorder with Python's cyclic garbage collector off.
+`--profile=N` runs tf_reorder once more on the largest size under cProfile and
+prints the N most expensive functions by cumulative and by own time.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import statistics
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["1000", "10000", "50000", "200000"],
+                  "Approximate node counts of the synthetic GraphDefs.")
+flags.DEFINE_integer("repeats", 3, "Timed runs of each pass per size (the median is reported).",
+                     lower_bound=1)
+flags.DEFINE_string("out", None, "Optional path of a JSON file with the results.")
+flags.DEFINE_integer("threads", 1, "TF intra-op and inter-op threads (0: TF's default).",
+                     lower_bound=0)
+flags.DEFINE_bool("disable_gc", False, "Time tf_reorder with Python's cyclic garbage collector "
+                  "off (to see its share).")
+flags.DEFINE_integer("profile", 0, "If > 0: profile tf_reorder on the largest size and print "
+                     "this many functions.", lower_bound=0)
+
+SPATIAL, CHANNELS = 32, 4
+
+
+def tower_template() -> Any:
+    """One tower as a GraphDef with shapes; "x" and "previous" are its inputs."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+
+    def const(*shape: int) -> Any:
+        return tf.constant(rng.standard_normal(shape).astype("float32"))
+
+    def conv(h: Any) -> Any:
+        return tf.nn.bias_add(tf.nn.conv2d(h, const(3, 3, CHANNELS, CHANNELS), 1, "SAME"),
+                              const(CHANNELS))
+
+    def pool(h: Any) -> Any:
+        return tf.nn.max_pool2d(h, 2, 2, "VALID")
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [1, SPATIAL, SPATIAL, CHANNELS], name="x")
+        previous = tf.compat.v1.placeholder(tf.float32, [1, 2, 2, CHANNELS], name="previous")
+        h = pool(tf.nn.relu(conv(x)))  # moved
+        h = h * const(CHANNELS) + const(CHANNELS)  # non-candidates
+        h = pool(tf.sigmoid(conv(h)))  # moved
+        shared = tf.nn.relu(conv(h))  # refused: a second consumer
+        side = tf.reduce_mean(shared, axis=[1, 2], keepdims=True)
+        h = tf.nn.avg_pool2d(tf.tanh(conv(pool(shared))), 2, 2, "VALID")  # refused: averages
+        tf.add(previous, h + side, name="sum")
+    return graph.as_graph_def(add_shapes=True)
+
+
+def build(nodes: int, template: Any) -> tuple[Any, str]:
+    """A GraphDef of about `nodes` nodes: a chain of copies of `template`."""
+    from tensorflow.core.framework import graph_pb2
+
+    shared = {"x", "previous"}
+    body = [n for n in template.node if n.name not in shared]
+    towers = max(1, round((nodes - len(shared)) / len(body)))
+    graph_def = graph_pb2.GraphDef()
+    graph_def.versions.CopyFrom(template.versions)
+    for node in template.node:
+        if node.name in shared:
+            graph_def.node.add().CopyFrom(node)
+    for t in range(towers):
+        prefix = f"t{t}/"
+        previous = "previous" if t == 0 else f"t{t - 1}/sum"
+        for node in body:
+            new = graph_def.node.add()
+            new.CopyFrom(node)
+            new.name = prefix + node.name
+            for i, text in enumerate(node.input):
+                control = text.startswith("^")
+                name, _, port = text.lstrip("^").partition(":")
+                name = "x" if name == "x" else previous if name == "previous" else prefix + name
+                new.input[i] = ("^" if control else "") + name + (f":{port}" if port else "")
+    return graph_def, f"t{towers - 1}/sum"
+
+
+def run_tf_reorder(graph_def: Any, fetch: str) -> Any:
+    import tf_reorder
+
+    return tf_reorder.reorder_graph_def(graph_def, preserve=[fetch])
+
+
+def run_grappler(graph_def: Any, fetch: str) -> Any:
+    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    meta_graph.graph_def.CopyFrom(graph_def)
+    meta_graph.collection_def["train_op"].node_list.value.append(fetch)
+    config = config_pb2.ConfigProto()
+    rewriter = config.graph_options.rewrite_options
+    rewriter.optimizers.append("arithmetic")
+    rewriter.min_graph_nodes = -1
+    return tf_optimizer.OptimizeGraph(config, meta_graph, verbose=False)
+
+
+def grappler_moved(graph_def: Any) -> int:
+    """Activations whose input is a max pool in Grappler's output (the moved ones)."""
+    ops = {n.name: n.op for n in graph_def.node}
+    activations = {"Relu", "Sigmoid", "Tanh"}
+    return sum(1 for n in graph_def.node if n.op in activations and n.input
+               and ops.get(n.input[0].split(":")[0]) in ("MaxPool", "Max"))
+
+
+def _timed(fn: Any, *args: Any, disable_gc: bool = False) -> tuple[float, Any]:
+    gc.collect()
+    if disable_gc:
+        gc.disable()
+    try:
+        start = time.perf_counter()
+        result = fn(*args)
+        return time.perf_counter() - start, result
+    finally:
+        gc.enable()
+
+
+def measure(nodes: int, repeats: int, template: Any) -> dict[str, Any]:
+    graph_def, fetch = build(nodes, template)
+    _, (_, report) = _timed(run_tf_reorder, graph_def, fetch)  # warm-up
+    _, optimized = _timed(run_grappler, graph_def, fetch)
+    ours, theirs = [], []
+    for _ in range(repeats):
+        elapsed, result = _timed(run_tf_reorder, graph_def, fetch, disable_gc=FLAGS.disable_gc)
+        ours.append(elapsed)
+        del result
+        elapsed, result = _timed(run_grappler, graph_def, fetch)
+        theirs.append(elapsed)
+        del result
+    size = len(graph_def.node)
+    median = statistics.median(ours)
+    return {
+        "nodes": size,
+        "sites": len(report.sites),
+        "moved": len(report.moved),
+        "grappler_moved": grappler_moved(optimized),
+        "tf_reorder_median_s": median,
+        "nodes_per_s": size / median,
+        "grappler_median_s": statistics.median(theirs),
+        "tf_reorder_s": ours,
+        "grappler_s": theirs,
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| nodes | sites (moved) | tf_reorder s | nodes/s | Grappler s | Grappler moved |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['nodes']:,} | {r['sites']:,} ({r['moved']:,}) "
+                     f"| {r['tf_reorder_median_s']:.3f} | {r['nodes_per_s']:,.0f} "
+                     f"| {r['grappler_median_s']:.3f} | {r['grappler_moved']:,} |")
+    return "\n".join(lines)
+
+
+def profile(nodes: int, template: Any, count: int) -> str:
+    graph_def, fetch = build(nodes, template)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_tf_reorder(graph_def, fetch)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("cumulative").print_stats(count)
+    stats.sort_stats("tottime").print_stats(count)
+    return out.getvalue()
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        sizes = [int(s) for s in FLAGS.sizes]
+    except ValueError as error:
+        raise app.UsageError(f"--sizes must be integers: {FLAGS.sizes}") from error
+    if not sizes or min(sizes) < 1:
+        raise app.UsageError("--sizes must be positive")
+    if not FLAGS["verbosity"].present:  # the pass logs one INFO line per call
+        logging.set_verbosity(logging.WARNING)
+    import tensorflow as tf
+
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    template = tower_template()
+    results = [measure(n, FLAGS.repeats, template) for n in sizes]
+    base = results[0]["tf_reorder_median_s"] / results[0]["nodes"]
+    for r in results:
+        r["per_node_vs_smallest"] = r["tf_reorder_median_s"] / r["nodes"] / base
+    env = {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "cpus": os.cpu_count(),
+        "threads": FLAGS.threads or "TF default",
+        "repeats": FLAGS.repeats,
+        "gc_disabled_for_tf_reorder": FLAGS.disable_gc,
+    }
+    print(f"reorder_graph_def vs Grappler (arithmetic optimizer only), median of "
+          f"{FLAGS.repeats} interleaved runs; TF threads: {env['threads']}; "
+          f"Python GC {'off' if FLAGS.disable_gc else 'on'} for tf_reorder; "
+          f"TF {env['tensorflow']}, Python {env['python']}, {env['cpus']} CPUs")
+    print(table(results))
+    print("tf_reorder time per node relative to the smallest size (1.0 = linear): "
+          + ", ".join(f"{r['nodes']:,}: {r['per_node_vs_smallest']:.2f}" for r in results))
+    if FLAGS.profile:
+        print(profile(max(sizes), template, FLAGS.profile))
+    sys.stdout.flush()
+    if FLAGS.out:
+        tmp = f"{FLAGS.out}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"environment": env, "results": results}, f, indent=2)
+        os.replace(tmp, FLAGS.out)
+
+
+if __name__ == "__main__":
+    app.run(main)
