@@ -36,7 +36,13 @@ region:
 It prints a markdown table of the medians (nodes | sites | tf_reorder s |
 nodes/s | Grappler s) and how the per-node time grows with size (1.0 = linear).
 TF's intra-op and inter-op pools are pinned to `--threads` (default 1).
-`--disable_gc` times tf_reorder with Python's cyclic garbage collector off.
+The pass turns Python's cyclic garbage collector off while it runs, as its
+own code does on every call.
+
+`--applications` adds real graphs: each named `keras.applications` model
+(weights=None) traced with `tf.function` at batch 1, its GraphDef with the
+function library (nodes counted over the graph and every function body), the
+model's outputs as fetches.
 `--profile=N` runs tf_reorder once more on the largest size under cProfile and
 prints the N most expensive functions by cumulative and by own time.
 """
@@ -67,8 +73,9 @@ flags.DEFINE_integer("repeats", 3, "Timed runs of each pass per size (the median
 flags.DEFINE_string("out", None, "Optional path of a JSON file with the results.")
 flags.DEFINE_integer("threads", 1, "TF intra-op and inter-op threads (0: TF's default).",
                      lower_bound=0)
-flags.DEFINE_bool("disable_gc", False, "Time tf_reorder with Python's cyclic garbage collector "
-                  "off (to see its share).")
+flags.DEFINE_list("applications", ["VGG16", "ResNet152", "InceptionResNetV2", "DenseNet201"],
+                  "keras.applications models (weights=None) whose traced graphs are timed "
+                  "too; empty for none.")
 flags.DEFINE_integer("profile", 0, "If > 0: profile tf_reorder on the largest size and print "
                      "this many functions.", lower_bound=0)
 
@@ -133,19 +140,20 @@ def build(nodes: int, template: Any) -> tuple[Any, str]:
     return graph_def, f"t{towers - 1}/sum"
 
 
-def run_tf_reorder(graph_def: Any, fetch: str) -> Any:
+def run_tf_reorder(graph_def: Any, fetches: list[str]) -> Any:
     import tf_reorder
 
-    return tf_reorder.reorder_graph_def(graph_def, preserve=[fetch])
+    return tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
 
 
-def run_grappler(graph_def: Any, fetch: str) -> Any:
+def run_grappler(graph_def: Any, fetches: list[str]) -> Any:
     from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
     from tensorflow.python.grappler import tf_optimizer
 
     meta_graph = meta_graph_pb2.MetaGraphDef()
     meta_graph.graph_def.CopyFrom(graph_def)
-    meta_graph.collection_def["train_op"].node_list.value.append(fetch)
+    meta_graph.collection_def["train_op"].node_list.value.extend(
+        f.split(":")[0] for f in fetches)
     config = config_pb2.ConfigProto()
     rewriter = config.graph_options.rewrite_options
     rewriter.optimizers.append("arithmetic")
@@ -161,31 +169,30 @@ def grappler_moved(graph_def: Any) -> int:
                and ops.get(n.input[0].split(":")[0]) in ("MaxPool", "Max"))
 
 
-def _timed(fn: Any, *args: Any, disable_gc: bool = False) -> tuple[float, Any]:
+def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
     gc.collect()
-    if disable_gc:
-        gc.disable()
-    try:
-        start = time.perf_counter()
-        result = fn(*args)
-        return time.perf_counter() - start, result
-    finally:
-        gc.enable()
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
 
 
-def measure(nodes: int, repeats: int, template: Any) -> dict[str, Any]:
-    graph_def, fetch = build(nodes, template)
-    _, (_, report) = _timed(run_tf_reorder, graph_def, fetch)  # warm-up
-    _, optimized = _timed(run_grappler, graph_def, fetch)
+def node_count(graph_def: Any) -> int:
+    return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
+
+
+def compare(graph_def: Any, fetches: list[str], repeats: int) -> dict[str, Any]:
+    """Times both passes on one GraphDef, interleaved, after one warm-up each."""
+    _, (_, report) = _timed(run_tf_reorder, graph_def, fetches)
+    _, optimized = _timed(run_grappler, graph_def, fetches)
     ours, theirs = [], []
     for _ in range(repeats):
-        elapsed, result = _timed(run_tf_reorder, graph_def, fetch, disable_gc=FLAGS.disable_gc)
+        elapsed, result = _timed(run_tf_reorder, graph_def, fetches)
         ours.append(elapsed)
         del result
-        elapsed, result = _timed(run_grappler, graph_def, fetch)
+        elapsed, result = _timed(run_grappler, graph_def, fetches)
         theirs.append(elapsed)
         del result
-    size = len(graph_def.node)
+    size = node_count(graph_def)
     median = statistics.median(ours)
     return {
         "nodes": size,
@@ -200,11 +207,33 @@ def measure(nodes: int, repeats: int, template: Any) -> dict[str, Any]:
     }
 
 
+def measure(nodes: int, repeats: int, template: Any) -> dict[str, Any]:
+    graph_def, fetch = build(nodes, template)
+    return {"graph": f"synthetic {nodes:,}", **compare(graph_def, [fetch], repeats)}
+
+
+def measure_application(name: str, repeats: int) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    builder = getattr(keras.applications, name, None)
+    if builder is None or not callable(builder):
+        raise app.UsageError(f"--applications: keras.applications has no model '{name}'")
+    model = builder(weights=None)
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    concrete = tf.function(model).get_concrete_function(spec)
+    graph_def = concrete.graph.as_graph_def(add_shapes=True)
+    fetches = [t.name for t in concrete.outputs]
+    del model, concrete
+    return {"graph": name, **compare(graph_def, fetches, repeats)}
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| nodes | sites (moved) | tf_reorder s | nodes/s | Grappler s | Grappler moved |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| graph | nodes | sites (moved) | tf_reorder s | nodes/s | Grappler s "
+             "| Grappler moved |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['nodes']:,} | {r['sites']:,} ({r['moved']:,}) "
+        lines.append(f"| {r['graph']} | {r['nodes']:,} | {r['sites']:,} ({r['moved']:,}) "
                      f"| {r['tf_reorder_median_s']:.3f} | {r['nodes_per_s']:,.0f} "
                      f"| {r['grappler_median_s']:.3f} | {r['grappler_moved']:,} |")
     return "\n".join(lines)
@@ -214,7 +243,7 @@ def profile(nodes: int, template: Any, count: int) -> str:
     graph_def, fetch = build(nodes, template)
     profiler = cProfile.Profile()
     profiler.enable()
-    run_tf_reorder(graph_def, fetch)
+    run_tf_reorder(graph_def, [fetch])
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -230,8 +259,10 @@ def main(argv: list[str]) -> None:
         sizes = [int(s) for s in FLAGS.sizes]
     except ValueError as error:
         raise app.UsageError(f"--sizes must be integers: {FLAGS.sizes}") from error
-    if not sizes or min(sizes) < 1:
+    if sizes and min(sizes) < 1:
         raise app.UsageError("--sizes must be positive")
+    if not sizes and not FLAGS.applications:
+        raise app.UsageError("nothing to time: --sizes and --applications are both empty")
     if not FLAGS["verbosity"].present:  # the pass logs one INFO line per call
         logging.set_verbosity(logging.WARNING)
     import tensorflow as tf
@@ -240,26 +271,28 @@ def main(argv: list[str]) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     template = tower_template()
-    results = [measure(n, FLAGS.repeats, template) for n in sizes]
-    base = results[0]["tf_reorder_median_s"] / results[0]["nodes"]
-    for r in results:
-        r["per_node_vs_smallest"] = r["tf_reorder_median_s"] / r["nodes"] / base
+    synthetic = [measure(n, FLAGS.repeats, template) for n in sizes]
+    if synthetic:
+        base = synthetic[0]["tf_reorder_median_s"] / synthetic[0]["nodes"]
+        for r in synthetic:
+            r["per_node_vs_smallest"] = r["tf_reorder_median_s"] / r["nodes"] / base
+    applications = [measure_application(name, FLAGS.repeats) for name in FLAGS.applications]
+    results = synthetic + applications
     env = {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "cpus": os.cpu_count(),
         "threads": FLAGS.threads or "TF default",
         "repeats": FLAGS.repeats,
-        "gc_disabled_for_tf_reorder": FLAGS.disable_gc,
     }
     print(f"reorder_graph_def vs Grappler (arithmetic optimizer only), median of "
           f"{FLAGS.repeats} interleaved runs; TF threads: {env['threads']}; "
-          f"Python GC {'off' if FLAGS.disable_gc else 'on'} for tf_reorder; "
           f"TF {env['tensorflow']}, Python {env['python']}, {env['cpus']} CPUs")
     print(table(results))
-    print("tf_reorder time per node relative to the smallest size (1.0 = linear): "
-          + ", ".join(f"{r['nodes']:,}: {r['per_node_vs_smallest']:.2f}" for r in results))
-    if FLAGS.profile:
+    if synthetic:
+        print("tf_reorder time per node relative to the smallest synthetic size (1.0 = linear): "
+              + ", ".join(f"{r['nodes']:,}: {r['per_node_vs_smallest']:.2f}" for r in synthetic))
+    if FLAGS.profile and sizes:
         print(profile(max(sizes), template, FLAGS.profile))
     sys.stdout.flush()
     if FLAGS.out:
@@ -270,4 +303,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from tf_reorder.flags_parsing import flags_parser
+
+    app.run(main, flags_parser=flags_parser("graph_pass_speed.py"))

@@ -150,4 +150,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from tf_reorder.flags_parsing import flags_parser
+
+    app.run(main, flags_parser=flags_parser("reorder_speed.py"))

@@ -256,3 +256,60 @@ def test_reorder_function_keeps_captured_variables_and_structure():
 def test_reorder_function_rejects_other_objects():
     with pytest.raises(tf_reorder.ReorderError, match="ConcreteFunction"):
         tf_reorder.reorder_function(lambda x: x)
+
+
+def test_while_loop_body_is_rewritten():
+    def fn(x):
+        def body(i, acc):
+            return i + 1, acc + tf.reduce_max(tf.nn.relu(conv(x) * tf.cast(i, tf.float32)),
+                                              axis=[1, 2])
+        _, total = tf.while_loop(lambda i, acc: i < 3, body,
+                                 [tf.constant(0), tf.zeros([2, 4])])
+        return total
+    _, report = check(fn, moved=1)
+    assert report.moved[0].scope != "graph"
+
+
+def test_reorder_function_keeps_a_structured_input_signature():
+    @tf.function
+    def fn(inputs):
+        return pool(tf.nn.relu(conv(inputs["image"]))) * inputs["scale"]
+
+    spec = {"image": SPEC, "scale": tf.TensorSpec([], tf.float32)}
+    concrete = fn.get_concrete_function(spec)
+    new, report = tf_reorder.reorder_function(concrete)
+    assert len(report.moved) == 1
+    assert new.structured_input_signature == concrete.structured_input_signature
+    feed = {"image": tf.constant(X), "scale": tf.constant(0.5)}
+    assert concrete(feed).numpy().tobytes() == new(feed).numpy().tobytes()
+
+
+@pytest.mark.parametrize("where", ["graph", "function"])
+def test_chained_sites_in_any_node_order(where):
+    """sigmoid -> pool -> relu -> pool: both move, whichever the pass rewrites first.
+
+    Node order in a GraphDef or FunctionDef carries no meaning; reversing it makes
+    the second site rewrite before the first, so the first rewrite must see the
+    pool's new consumer.
+    """
+    def chain(v):
+        return pool(tf.nn.relu(pool(tf.sigmoid(v))))
+
+    inner = tf.function(chain)
+    fn = (lambda x: chain(conv(x))) if where == "graph" else (lambda x: inner(conv(x)))
+    graph_def, fetches, _ = graph_of(fn)
+    bodies = [graph_def.node] if where == "graph" else [
+        f.node_def for f in graph_def.library.function
+        if any(n.op == "Sigmoid" for n in f.node_def)]
+    assert bodies
+    for nodes in bodies:
+        reversed_nodes = list(nodes)[::-1]
+        copies = [type(n)() for n in reversed_nodes]
+        for copy, node in zip(copies, reversed_nodes, strict=True):
+            copy.CopyFrom(node)
+        del nodes[:]
+        nodes.extend(copies)
+    new, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
+    assert len(report.moved) == 2, str(report)
+    (before,), (after,) = run(graph_def, fetches), run(new, fetches)
+    np.testing.assert_allclose(before, after, rtol=1e-6, atol=0)

@@ -53,7 +53,7 @@ name says otherwise. What the table shows:
   wherever no convolution was fused, rtol 1e-6 otherwise. (On TF 2.21 CPU
   every output here was in fact bitwise equal, the fused ones included.)
 
-Run: ``cd /work/main && python -m pytest -q tests/test_grappler_crosscheck.py``
+Run: ``python -m pytest -q tests/test_grappler_crosscheck.py``
 """
 
 import dataclasses

@@ -169,3 +169,56 @@ def test_cli_converts_and_inspects_saved_models(exported, tmp_path, capsys):
         assert "already exists" in capsys.readouterr().err
     finally:
         cli.flags.FLAGS.unparse_flags()
+
+
+def _tflite_ops_with_fused_activations(content):
+    """TFLite op names, with the fused activation in brackets, e.g. ``CONV_2D[RELU]``."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0))
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    activations = {v: k for k, v in vars(schema.ActivationFunctionType).items()
+                   if not k.startswith("_")}
+    ops = []
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+        fused = getattr(op.builtinOptions, "fusedActivationFunction", 0)
+        ops.append(f"{name}[{activations[fused]}]" if fused else name)
+    return ops
+
+
+def _tflite_run(content, x):
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def test_vgg16_export_end_to_end(tmp_path):
+    """A real `model.export()` of the VGG16 backbone: what changes, and what does not."""
+    model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
+    src, dst = str(tmp_path / "vgg16"), str(tmp_path / "vgg16_reordered")
+    model.export(src, verbose=False)
+    report = tf_reorder.convert_saved_model(src, dst)
+    assert (len(report.moved), len(report.sites)) == (5, 5), str(report)
+    assert (report.elements_before, report.elements_after) == (6_121_472, 1_530_368)
+
+    x = np.random.default_rng(1).standard_normal((1, 224, 224, 3)).astype("float32")
+    a = tf.saved_model.load(src).signatures["serving_default"](tf.constant(x))
+    b = tf.saved_model.load(dst).signatures["serving_default"](tf.constant(x))
+    assert all(a[key].numpy().tobytes() == b[key].numpy().tobytes() for key in a)
+
+    before = tf.lite.TFLiteConverter.from_saved_model(src).convert()
+    after = tf.lite.TFLiteConverter.from_saved_model(dst).convert()
+    ops_before = _tflite_ops_with_fused_activations(before)
+    ops_after = _tflite_ops_with_fused_activations(after)
+    # TFLite fuses the relu into whatever runs before it: the last conv of each
+    # block before, the block's pool after. No op is added or removed.
+    assert ops_before.count("MAX_POOL_2D") == 5 and "MAX_POOL_2D[RELU]" not in ops_before
+    assert ops_after.count("MAX_POOL_2D[RELU]") == 5 and "MAX_POOL_2D" not in ops_after
+    assert all(ops_after[i - 1] == "CONV_2D" for i, op in enumerate(ops_after)
+               if op == "MAX_POOL_2D[RELU]")
+    assert len(ops_before) == len(ops_after) == 18
+    assert _tflite_run(before, x).tobytes() == _tflite_run(after, x).tobytes()

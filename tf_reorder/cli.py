@@ -55,7 +55,8 @@ from typing import Any  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-import tf_reorder  # noqa: E402  (light: Keras is imported only when a command needs it)
+import tf_reorder  # noqa: E402
+from tf_reorder.flags_parsing import flags_parser  # noqa: E402  (light: Keras is imported only when a command needs it)
 
 PROG = "tf-reorder"
 MAX_MESSAGE = 300  # characters of an error message that reach the user
@@ -447,19 +448,7 @@ def main(argv: Sequence[str]) -> int:
         return _fail(one_line(error), code)
 
 
-def parse_flags(argv: Sequence[str]) -> list[str]:
-    """Parses absl flags; a bad flag is a usage error (one line, exit status 2).
-
-    absl's --help, --helpshort, --helpfull and --helpxml print the help and
-    exit with status 1 while parsing; asking for help is not an error here, so
-    they exit with 0. (Parsing errors are `flags.Error`, never SystemExit.)
-    """
-    try:
-        return flags.FLAGS(list(argv))
-    except flags.Error as error:
-        sys.exit(_fail(f"{one_line(error)} (see {PROG} --help)", 2))
-    except SystemExit as done:
-        sys.exit(0 if done.code == 1 else done.code)
+parse_flags = flags_parser(PROG)
 
 
 def _prepare_help() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
-import math
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -55,7 +54,7 @@ PAD_OPS = frozenset({"Pad", "PadV2"})
 def step_of(node: node_def_pb2.NodeDef, body: "_Body") -> Step | None:
     """The algebra's view of a node between an activation and a pool."""
     if node.op in POOL_OPS:
-        return Step(POOL_OPS[node.op], node.name, shrinks=_shrinks(node))
+        return Step(POOL_OPS[node.op], node.name)  # `shrinks` only where sizes are unknown
     if node.op in DATA_MOVEMENT_OPS:
         return Step(StepKind.DATA_MOVEMENT, node.name)
     if node.op == "Pad":
@@ -114,19 +113,28 @@ class _Body:
                  kept: set[str], returns: dict[str, str] | None = None) -> None:
         self.scope = scope
         self.function = function
-        self.nodes = {n.name: n for n in nodes}
+        self.nodes: dict[str, node_def_pb2.NodeDef] = {}
+        self.activations: list[node_def_pb2.NodeDef] = []
         self.kept = kept  # names whose output must stay as it is (fetches, preserve)
         self.returns = returns  # a FunctionDef's ret map, rewritten in place
-        # name -> the nodes that read it (once per reading input), and control edges.
-        self.consumers: dict[str, list[node_def_pb2.NodeDef]] = collections.defaultdict(list)
+        # name -> (node, input index) of every data input that reads it, and control edges.
+        self.consumers: dict[str, list[tuple[node_def_pb2.NodeDef, int]]] = \
+            collections.defaultdict(list)
         self.control_consumers: dict[str, list[str]] = collections.defaultdict(list)
+        self.with_control_inputs: set[str] = set()
         consumers, control = self.consumers, self.control_consumers
-        for node in self.nodes.values():
-            for text in node.input:
+        activations, by_name = self.activations, self.nodes
+        for node in nodes:
+            name = node.name
+            by_name[name] = node
+            if node.op in _ACTIVATION_OPS:
+                activations.append(node)
+            for i, text in enumerate(node.input):
                 if text[0] == "^":
-                    control[text[1:]].append(node.name)
+                    control[text[1:]].append(name)
+                    self.with_control_inputs.add(name)
                 else:
-                    consumers[text.partition(":")[0]].append(node)
+                    consumers[text.partition(":")[0]].append((node, i))
         self.returned = {self.parse(v).node for v in (returns or {}).values()}
 
     def parse(self, text: str) -> _Ref:
@@ -146,17 +154,19 @@ class _Body:
     def first_output(self, node: node_def_pb2.NodeDef) -> str:
         return f"{node.name}:{_first_output_arg(node.op)}:0" if self.function else node.name
 
-    def data_consumers(self, name: str) -> list[tuple[Any, int]]:
+    def data_consumers(self, name: str) -> list[tuple[node_def_pb2.NodeDef, int]]:
         """(node, input index) of every data input that reads `name`."""
-        found, seen = [], set()
-        for node in self.consumers.get(name, ()):
-            if id(node) in seen:  # a node that reads `name` twice is listed twice
-                continue
-            seen.add(id(node))
-            for i, text in enumerate(node.input):
-                if text[0] != "^" and text.partition(":")[0] == name:
-                    found.append((node, i))
-        return found
+        return self.consumers.get(name, [])
+
+    def reconnect(self, node: node_def_pb2.NodeDef, index: int, text: str) -> None:
+        """Sets a data input and keeps the consumer index true."""
+        old = node.input[index].partition(":")[0]
+        new = text.partition(":")[0]
+        node.input[index] = text
+        if old != new:
+            self.consumers[old] = [(n, i) for n, i in self.consumers[old]
+                                   if n is not node or i != index]
+            self.consumers[new].append((node, index))
 
     def constant(self, text: str) -> Any:
         node = self.nodes.get(self.parse(text).node)
@@ -165,11 +175,20 @@ class _Body:
         return tensor_util.MakeNdarray(node.attr["value"].tensor)
 
     def elements(self, node: node_def_pb2.NodeDef) -> int | None:
-        shapes = node.attr["_output_shapes"].list.shape if "_output_shapes" in node.attr else []
+        """Elements per sample of the node's first output; None if not known."""
+        attrs = node.attr
+        if "_output_shapes" not in attrs:
+            return None
+        shapes = attrs["_output_shapes"].list.shape
         if not shapes or shapes[0].unknown_rank:
             return None
-        dims = [d.size for d in shapes[0].dim[1:]]
-        return math.prod(dims) if all(d >= 0 for d in dims) else None
+        count = 1
+        for dim in shapes[0].dim[1:]:
+            size = dim.size
+            if size < 0:
+                return None
+            count *= size
+        return count
 
 
 # ---------------------------------------------------------------------------
@@ -205,7 +224,7 @@ def _walk(body: _Body, start: node_def_pb2.NodeDef) -> tuple[list[Any], list[Ste
         step = step_of(consumer, body)
         if step is None or position != 0 or step.kind is StepKind.OTHER:
             return nodes, steps, ""
-        if any(text.startswith("^") for text in consumer.input):
+        if consumer.name in body.with_control_inputs:
             return nodes, steps, f"'{consumer.name}' has control inputs"
         nodes.append(consumer)
         steps.append(step)
@@ -231,7 +250,7 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef,
         verdict, landing = f_verdict, 0
     elif landing == 0 and stop and verdict.reason == "no max pooling on the path":
         verdict = algebra.Verdict(False, stop)
-    if verdict and any(t.startswith("^") for t in node.input):
+    if verdict and node.name in body.with_control_inputs:
         verdict = algebra.Verdict(False, f"'{node.name}' has control inputs")
     crossed = chain[:landing] if landing else chain
     landing_node = crossed[-1] if landing else (chain[pools[0]] if pools else beyond)
@@ -241,7 +260,9 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef,
         verdict = algebra.Verdict(False, f"'{landing_node.name}' has another dtype")
     if verdict:
         verdict = (algebra.worth_moving(before, after) if before is not None and after is not None
-                   else algebra.worth_moving_any_size(steps[:landing]))
+                   else algebra.worth_moving_any_size(
+                       [dataclasses.replace(step, shrinks=_shrinks(n))
+                        for step, n in zip(steps[:landing], crossed, strict=True)]))
     producer = body.parse(node.input[0]).node if node.input else None
     site = Site(
         scope=body.scope,
@@ -299,37 +320,35 @@ def _pool_beyond(body: _Body, start: node_def_pb2.NodeDef) -> node_def_pb2.NodeD
 
 
 def _rewrite(body: _Body, candidate: _Candidate) -> None:
-    """``f -> c1 .. L`` becomes ``c1 .. pool -> f``; the activation takes the name ``L``."""
+    """``f -> c1 .. L`` becomes ``c1 .. L -> f``, and the two nodes swap names.
+
+    The activation takes the name ``L`` (what consumers, fetches and function
+    outputs read); the pool takes ``f``'s name, which nothing else read. Each
+    node keeps its own op, attrs and device.
+    """
     f, chain = candidate.activation, candidate.chain
     landing = chain[-1]
     f_name, landing_name = f.name, landing.name
-    x_ref = f.input[0]
     old_pool_output = body.first_output(landing)
-    chain[0].input[0] = x_ref
+    consumers = list(body.data_consumers(landing_name))
+    body.reconnect(chain[0], 0, f.input[0])
 
-    pool = node_def_pb2.NodeDef()
-    pool.CopyFrom(landing)
-    pool.name = f_name
-    activation = node_def_pb2.NodeDef()
-    activation.CopyFrom(f)
-    activation.name = landing_name
-    del activation.input[:]
-    activation.input.append(body.first_output(pool))
+    landing.name, f.name = f_name, landing_name
+    body.nodes[f_name], body.nodes[landing_name] = landing, f
+    body.reconnect(f, 0, body.first_output(landing))
     if "_output_shapes" in landing.attr:
-        shapes = activation.attr["_output_shapes"].list.shape
+        shapes = f.attr["_output_shapes"].list.shape
         del shapes[:]
         shapes.add().CopyFrom(landing.attr["_output_shapes"].list.shape[0])
 
-    new_activation_output = body.first_output(activation)
-    for consumer, i in body.data_consumers(landing_name):
-        consumer.input[i] = _retarget(body, consumer.input[i], landing_name, f_name,
-                                      old_pool_output, new_activation_output)
+    new_activation_output = body.first_output(f)
+    for consumer, i in consumers:
+        body.reconnect(consumer, i, _retarget(body, consumer.input[i], landing_name, f_name,
+                                              old_pool_output, new_activation_output))
     if body.returns is not None:
         for key, value in list(body.returns.items()):
             body.returns[key] = _retarget(body, value, landing_name, f_name,
                                           old_pool_output, new_activation_output)
-    f.CopyFrom(pool)
-    landing.CopyFrom(activation)
 
 
 def _retarget(body: _Body, text: str, landing: str, pool_name: str, old_pool_output: str,
@@ -350,11 +369,8 @@ def _retarget(body: _Body, text: str, landing: str, pool_name: str, old_pool_out
 def _process(body: _Body) -> list[Site]:
     sites: list[Site] = []
     candidates = []
-    for node in list(body.nodes.values()):
-        function = activation_of(node)
-        if function is None:
-            continue
-        candidate = _decide(body, node, function)
+    for node in body.activations:
+        candidate = _decide(body, node, activation_of(node))
         if candidate is not None:
             candidates.append(candidate)
             sites.append(candidate.site)
@@ -498,11 +514,16 @@ def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
     inputs = [t.name for t in graph.inputs]
     argument_names, capture_names = inputs[:len(inputs) - len(captures)], \
         inputs[len(inputs) - len(captures):]
-    specs = [tf.TensorSpec(graph.get_tensor_by_name(n).shape,
-                           graph.get_tensor_by_name(n).dtype) for n in argument_names]
+    positional, keywords = concrete_function.structured_input_signature
+    if keywords:  # tf.function input signatures are positional only
+        signature = [tf.TensorSpec(graph.get_tensor_by_name(n).shape,
+                                   graph.get_tensor_by_name(n).dtype) for n in argument_names]
+    else:
+        signature = list(positional)
 
     def reordered(*arguments: Any) -> Any:
-        input_map = dict(zip(argument_names, arguments, strict=True))
+        flat = tf.nest.flatten(arguments, expand_composites=True)
+        input_map = dict(zip(argument_names, flat, strict=True))
         func_graph = tf.compat.v1.get_default_graph()
         # The same captured values (variable handles), not copies.
         input_map.update(zip(capture_names, [func_graph.capture(c) for c in captures],
@@ -521,5 +542,5 @@ def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
         if not runtime.has_function(function_def.signature.name):
             runtime.add_function_def(function_def)
 
-    function = tf.function(reordered, input_signature=specs, autograph=False)
+    function = tf.function(reordered, input_signature=signature, autograph=False)
     return function.get_concrete_function(), report
