@@ -19,8 +19,9 @@ def model_fingerprint(model: Any) -> tuple[str, list[bytes]]:
 
 
 def check_rewrite(model: Any, *, moved: int, exact: bool = True, inputs: Any = None,
-                  batch: int = 3, seed: int = 0) -> tuple[Any, tf_reorder.Report]:
-    """Reorders `model` and checks everything a rewrite promises.
+                  batch: int = 3, seed: int = 0,
+                  target: Any = "any") -> tuple[Any, tf_reorder.Report]:
+    """Reorders `model` (for `target`) and checks everything a rewrite promises.
 
     - exactly `moved` sites were moved;
     - outputs equal: bitwise if `exact`, else within rtol 1e-6;
@@ -30,7 +31,7 @@ def check_rewrite(model: Any, *, moved: int, exact: bool = True, inputs: Any = N
     - every weight of the input model is present, bitwise, in the result.
     """
     before = model_fingerprint(model)
-    new, report = tf_reorder.reorder(model, return_report=True)
+    new, report = tf_reorder.reorder(model, return_report=True, target=target)
     assert len(report.moved) == moved, str(report)
     assert model_fingerprint(model) == before, "the input model was changed"
 

@@ -506,6 +506,54 @@ def test_relu_builder_names():
     assert algebra.relu(name="act").name == "act"
 
 
+# ---------------------------------------------------------------------------
+# Families: what runtime policies are keyed by.
+
+
+@pytest.mark.parametrize("name", sorted(KERAS))
+def test_keras_catalogue_family_is_the_name(name):
+    assert KERAS[name].family == name
+
+
+@pytest.mark.parametrize("op_type, family", [
+    ("Relu", "relu"), ("Relu6", "relu6"), ("Elu", "elu"), ("Selu", "selu"),
+    ("Sigmoid", "sigmoid"), ("Tanh", "tanh"), ("Softplus", "softplus"),
+    ("Softsign", "softsign"), ("Exp", "exp"), ("Expm1", "expm1"), ("Floor", "floor"),
+])
+def test_tf_op_families(op_type, family):
+    f = algebra.tf_op(op_type)
+    assert f.family == family and f.name == op_type
+
+
+def test_every_tf_op_family_is_its_lowercase_name():
+    assert {f.family for f in algebra.TF_OPS.values()} == {op.lower() for op in algebra.TF_OPS}
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2, 0.5])
+def test_leaky_relu_family_has_no_parameter(alpha):
+    op = algebra.tf_op("LeakyRelu", {"alpha": alpha})
+    assert op.family == "leaky_relu" and op.name == f"LeakyRelu(alpha={alpha:g})"
+    assert algebra.leaky_relu(alpha).family == "leaky_relu"
+
+
+def test_builder_families():
+    assert algebra.relu().family == "relu"
+    assert algebra.relu(name="act").family == "relu"  # a plain relu, whatever it is called
+    # A ReLU with parameters is not what a runtime measured as "relu".
+    for function in (algebra.relu(0.1), algebra.relu(max_value=6.0), algebra.relu(threshold=0.5)):
+        assert function.family == function.name != "relu"
+    assert algebra.elu(1.0).family == algebra.elu(0.5).family == "elu"
+    assert algebra.prelu(0.25, uniform=True).family == "prelu"
+    assert algebra.unknown("my_act").family == "my_act"
+    assert algebra.Function("f", Monotonicity.NON_DECREASING).family == "f"
+    assert algebra.Function("f", Monotonicity.NON_DECREASING, family="g").family == "g"
+
+
+def test_registered_family_is_its_name(register):
+    register("my_pkg>scaled_tanh", zero_at_zero=True)
+    assert algebra.keras_activation("my_pkg>scaled_tanh").family == "my_pkg>scaled_tanh"
+
+
 @pytest.mark.parametrize("slope", [0.0, 0.01, 0.3, -0.2])
 def test_leaky_relu_builder(slope):
     function = algebra.leaky_relu(slope)

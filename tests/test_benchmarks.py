@@ -54,3 +54,95 @@ def test_unknown_flag_is_a_usage_error():
     result = run_binary("graph_pass_speed.py", "--sizez=10")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("graph_pass_speed.py: error:")
+
+
+# -- bench_runtimes and its modules ------------------------------------------------------
+
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import bench_models  # noqa: E402
+import results_output  # noqa: E402
+import timing  # noqa: E402
+
+
+def test_interleaved_rotates_the_first_variant():
+    order = []
+    calls = [lambda k=k: order.append(k) for k in range(3)]
+    rounds = timing.interleaved(calls, pairs=3, calls_per_sample=1)
+    assert order == [0, 1, 2, 1, 2, 0, 2, 0, 1]
+    assert len(rounds) == 3 and all(len(r) == 3 and min(r) >= 0 for r in rounds)
+
+
+def test_quartiles_and_limit():
+    assert timing.quartiles([3.0]) == (3.0, 3.0, 3.0)
+    assert timing.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 3.0, 4.0)
+    assert timing.limit_ratio(0.2, 0.75) == pytest.approx(0.85)
+    assert timing.limit_ratio(0.0, 0.75) == 1.0
+
+
+def test_linear_twin_keeps_the_weights_and_drops_every_activation():
+    import keras
+    import numpy as np
+
+    model = bench_models.build("vgg_style", "sigmoid", 32)
+    twin = bench_models.linearized(model)
+    plain = bench_models.build("vgg_style", "linear", 32)
+    plain.set_weights(model.get_weights())
+    x = bench_models.sample_input(model, 2)
+    np.testing.assert_array_equal(twin.predict(x, verbose=0), plain.predict(x, verbose=0))
+    assert bench_models.activation_elements(twin) == 0
+    # 2 convs per block: 32x32x32, 16x16x64, 8x8x128, 4x4x256 elements each.
+    assert bench_models.activation_elements(model) == 2 * (32 * 32 * 32 + 16 * 16 * 64
+                                                           + 8 * 8 * 128 + 4 * 4 * 256)
+    resnet_twin = bench_models.linearized(bench_models.build("resnet50", "relu", 32))
+    assert not any(isinstance(layer, keras.layers.Activation) and
+                   layer.activation.__name__ != "linear" for layer in resnet_twin.layers
+                   if not layer.name.startswith("predictions"))
+
+
+def test_pivot_table_marks_unavailable_cells():
+    cells = [
+        {"model": "m", "activation": "relu", "runtime": "tf", "ratio": 0.9, "limit": 0.8},
+        {"model": "m", "activation": "relu", "runtime": "tflite", "ratio": None,
+         "error": "TFLite: needs TF Select ops: MaxPool3D"},
+    ]
+    table = results_output.pivot_table(cells)
+    assert "| m / relu | 0.900 (0.800) | n/a |" in table
+
+
+def test_write_atomic_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "sub" / "RESULTS.md"
+    results_output.write_atomic(str(path), "one")
+    results_output.write_atomic(str(path), "two")
+    assert path.read_text() == "two"
+    assert os.listdir(path.parent) == ["RESULTS.md"]
+
+
+def test_bench_runtimes_end_to_end(tmp_path):
+    policy_path = tmp_path / "policy.json"
+    result = run_binary("bench_runtimes.py", "--models=vgg_style,conv3d",
+                        "--activations=sigmoid", "--runtimes=tf,tflite,jax", "--image_size=32",
+                        "--pairs=2", "--warmup=1", "--min_sample_ms=1", f"--out={tmp_path}",
+                        f"--policy_out={policy_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads((tmp_path / "RESULTS.json").read_text())
+    cells = {(c["model"], c["activation"], c["runtime"]): c for c in payload["cells"]}
+    assert set(cells) == {(m, a, r) for m, a in [("vgg_style", "sigmoid"), ("conv3d", "relu")]
+                          for r in ("tf", "tflite", "jax")}
+    vgg = cells["vgg_style", "sigmoid", "tflite"]
+    assert (vgg["sites_moved"], vgg["sites"]) == (4, 4)
+    assert vgg["activation_elements"] == bench_models.activation_elements(
+        bench_models.build("vgg_style", "sigmoid", 32))
+    assert vgg["activation_elements_after"] < vgg["activation_elements"]
+    for key, cell in cells.items():
+        if key == ("conv3d", "relu", "tflite"):  # no builtin MaxPool3D in TFLite
+            assert cell["ratio"] is None and "MaxPool3D" in cell["error"]
+            continue
+        assert cell["ratio"] > 0 and cell["q1"] <= cell["ratio"] <= cell["q3"], cell
+        assert cell["limit"] <= 1.0 + abs(cell["share"]) and cell["max_abs_diff"] < 1e-4
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| vgg_style / sigmoid |" in markdown and payload["command"] in markdown
+    assert "--pairs=2" in payload["command"] and "--runtimes=tf,tflite,jax" in payload["command"]
+    assert (tmp_path / "RESULTS.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    policy = json.loads(policy_path.read_text())
+    assert set(policy["runtimes"]) == {"tf", "tflite", "jax"}
+    assert policy["provenance"]["command"] == payload["command"]

@@ -22,7 +22,8 @@ from absl import flags
 from keras import layers
 
 import tf_reorder
-from tf_reorder import cli, verify
+from tf_reorder import cli, policy, verify
+from policy_files import LABELS, RELU_ON_TFLITE, write_policy
 
 PROG = "tf-reorder"
 
@@ -335,6 +336,73 @@ def test_verbose_logs_the_traceback(capsys, caplog, models):
     assert "Traceback" in caplog.text and "ReorderError" in caplog.text
 
 
+# -- --target ------------------------------------------------------------------
+
+
+@pytest.fixture
+def packaged_policy(tmp_path, monkeypatch):
+    """The runtime policy of `policy_files.CELLS`, as the package's own."""
+    path = write_policy(tmp_path / "runtime_policy.json")
+    monkeypatch.setattr(policy, "PACKAGED_POLICY", path)
+    return path
+
+
+def test_inspect_with_a_target(capsys, models, packaged_policy):
+    result = run_cli(capsys, "inspect", models["relu_sigmoid"], "--target=tflite")
+    assert result.code == 0, result
+    lines = result.out.splitlines()
+    assert lines[0].startswith("relu_sigmoid: 1 of 2 candidate sites moved")
+    assert lines[1] == f"policy: {LABELS['tflite']}"
+    assert any(line.endswith(RELU_ON_TFLITE) for line in lines)
+    model = keras.saving.load_model(models["relu_sigmoid"], compile=False)
+    expected = tf_reorder.plan(model, target=tf_reorder.load_policy("tflite"))
+    assert result.out == str(expected) + "\n"
+
+    result = run_cli(capsys, "inspect", models["relu_sigmoid"], "--target=all", "--json")
+    assert result.code == 0, result
+    sites = json.loads(result.out)["sites"]
+    assert [s["policy"] for s in sites] == [LABELS["all"]] * 2
+    assert [s["moved"] for s in sites] == [False, False]  # relu slower on tflite, sigmoid on tf
+
+
+def test_convert_with_a_target(capsys, models, tmp_path, packaged_policy):
+    source, target = models["relu_sigmoid"], tmp_path / "out.keras"
+    result = run_cli(capsys, "convert", source, target, "--target=tflite")
+    assert result.code == 0, result
+    assert "1 of 2 candidate sites moved" in result.out and f"wrote {target}" in result.out
+    original = keras.saving.load_model(source, compile=False)
+    converted = keras.saving.load_model(target, compile=False)
+    activations = [keras.activations.serialize(layer.activation)
+                   for layer in converted.layers if isinstance(layer, layers.Conv2D)]
+    assert activations == ["relu", "linear"]  # the relu kept, fused; the sigmoid moved
+    comparison = verify.compare_models(original, converted, batch=3)
+    assert comparison.close, comparison
+    assert [s.function for s in tf_reorder.plan(converted).moved] == ["relu"]
+
+
+@pytest.mark.parametrize("command", ["inspect", "convert", "demo"])
+def test_unknown_target_is_one_clear_line(capsys, models, tmp_path, packaged_policy, command):
+    args = {"inspect": [models["relu"]], "convert": [models["relu"], tmp_path / "out.keras"],
+            "demo": [f"--out={tmp_path / 'demo.keras'}"]}[command]
+    start = time.perf_counter()
+    result = run_cli(capsys, command, *args, "--target=tflite_gpu")
+    assert_error(result, "--target=tflite_gpu: unknown target 'tflite_gpu'; known targets: "
+                 "any, all, tflite, tf, xla")
+    assert result.out == ""
+    assert time.perf_counter() - start < 5  # refused before loading or building a model
+    assert sorted(os.listdir(tmp_path)) == ["runtime_policy.json"]
+
+
+def test_missing_policy_file_is_one_clear_line(capsys, models, tmp_path, monkeypatch):
+    missing = tmp_path / "runtime_policy.json"
+    monkeypatch.setattr(policy, "PACKAGED_POLICY", str(missing))
+    result = run_cli(capsys, "convert", models["relu"], tmp_path / "out.keras", "--target=tf")
+    assert_error(result, f"--target=tf: runtime policy {missing}: no such file")
+    assert os.listdir(tmp_path) == []
+    result = run_cli(capsys, "inspect", models["relu"])  # the default, any, reads no file
+    assert result.code == 0, result
+
+
 def test_inputs_were_never_modified(models, originals):
     # Runs after the tests above in file order; also checks the module's inputs.
     for name, before in originals.items():
@@ -418,7 +486,7 @@ def test_helpfull(command):
     assert done.returncode == 0, done.stderr
     for text in ("inspect MODEL.keras", "convert IN.keras OUT.keras", "demo",
                  "--overwrite", "--json", "--model", "--batch", "--out", "--verbose",
-                 "Exit status"):
+                 "--target", "tflite", "Exit status"):
         assert text in done.stdout, text
 
 

@@ -7,6 +7,8 @@ from tensorflow.core.framework import graph_pb2
 
 import tf_reorder
 from tf_reorder import graph_pass
+from tf_reorder.policy import load_policy
+from policy_files import LABELS, RELU_ON_TFLITE, SIGMOID_ON_TF, write_policy
 
 RNG = np.random.default_rng(0)
 KERNEL = tf.constant(RNG.standard_normal((3, 3, 3, 4)).astype("float32"))
@@ -313,3 +315,106 @@ def test_chained_sites_in_any_node_order(where):
     assert len(report.moved) == 2, str(report)
     (before,), (after,) = run(graph_def, fetches), run(new, fetches)
     np.testing.assert_allclose(before, after, rtol=1e-6, atol=0)
+
+
+# -- runtime policies (target=) ------------------------------------------------------------
+
+
+@pytest.fixture
+def policy_path(tmp_path):
+    return write_policy(tmp_path / "runtime_policy.json")
+
+
+def _relu_and_sigmoid(x):
+    return pool(tf.nn.relu(conv(x))), pool(tf.sigmoid(conv(x)))
+
+
+def _site(report, function):
+    (site,) = [s for s in report.sites if s.function == function]
+    return site
+
+
+def test_policy_keeps_what_the_runtime_measured_slower(policy_path):
+    graph_def, fetches, _ = graph_of(_relu_and_sigmoid)
+    before = graph_def.SerializeToString()
+    new, report = tf_reorder.reorder_graph_def(
+        graph_def, preserve=fetches, target=load_policy("tflite", path=policy_path))
+    assert graph_def.SerializeToString() == before
+    relu, sigmoid = _site(report, "Relu"), _site(report, "Sigmoid")
+    assert not relu.moved and relu.reason == RELU_ON_TFLITE
+    assert relu.elements_after == relu.elements_before == 16 * 16 * 4
+    assert sigmoid.moved and sigmoid.elements_after == 8 * 8 * 4
+    assert {s.policy for s in report.sites} == {LABELS["tflite"]}
+    assert str(report).splitlines()[1] == f"policy: {LABELS['tflite']}"
+
+    relu_fetch, sigmoid_fetch = fetches
+    assert ops_in_order(new, relu_fetch)[:3] == ["Identity", "MaxPool", "Relu"]
+    assert ops_in_order(new, sigmoid_fetch)[:3] == ["Identity", "Sigmoid", "MaxPool"]
+    (relu_before, sigmoid_before), (relu_after, sigmoid_after) = \
+        run(graph_def, fetches), run(new, fetches)
+    assert relu_after.tobytes() == relu_before.tobytes()
+    np.testing.assert_allclose(sigmoid_after, sigmoid_before, rtol=1e-6, atol=1e-6)
+
+    _, everywhere = tf_reorder.reorder_graph_def(graph_def, preserve=fetches, target="any")
+    assert len(everywhere.moved) == 2
+    assert {s.policy for s in everywhere.sites} == {"any"}
+
+
+def test_policy_of_another_runtime_decides_the_other_way(policy_path):
+    graph_def, fetches, _ = graph_of(_relu_and_sigmoid)
+    _, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches,
+                                             target=load_policy("tf", path=policy_path))
+    assert _site(report, "Relu").moved
+    assert _site(report, "Sigmoid").reason == SIGMOID_ON_TF
+    _, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches,
+                                             target=load_policy("xla", path=policy_path))
+    assert len(report.moved) == 2
+
+
+def test_policy_families_of_tf_ops(policy_path):
+    def fn(x):
+        return (pool(tf.nn.leaky_relu(conv(x), 0.1)), pool(tf.nn.relu6(conv(x))),
+                pool(tf.nn.elu(conv(x))))
+
+    _, report = check(fn, moved=3, exact=False)  # no policy: all three move
+    graph_def, fetches, _ = graph_of(fn)
+    new, report = tf_reorder.reorder_graph_def(
+        graph_def, preserve=fetches, target=load_policy("tflite", path=policy_path))
+    assert _site(report, "LeakyRelu(alpha=0.1)").moved  # the family leaky_relu
+    assert _site(report, "Elu").moved
+    assert _site(report, "Relu6").reason == ("no measurement of relu6 on tflite in the "
+                                             "runtime policy (measured 2026-11-23)")
+    for a, b in zip(run(graph_def, fetches), run(new, fetches), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_policy_inside_library_functions(policy_path):
+    inner = tf.function(lambda y: (pool(tf.nn.relu(y)), pool(tf.sigmoid(y))))
+    graph_def, fetches, _ = graph_of(lambda x: inner(conv(x)))
+    _, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches,
+                                             target=load_policy("tflite", path=policy_path))
+    assert [s.function for s in report.moved] == ["Sigmoid"]
+    assert all(s.scope != "graph" for s in report.sites)
+
+
+def test_reorder_function_with_a_target(policy_path):
+    @tf.function
+    def fn(x):
+        return {"relu": pool(tf.nn.relu(conv(x))), "sigmoid": pool(tf.sigmoid(conv(x)))}
+
+    concrete = fn.get_concrete_function(SPEC)
+    new, report = tf_reorder.reorder_function(concrete,
+                                              target=load_policy("tflite", path=policy_path))
+    assert [s.function for s in report.moved] == ["Sigmoid"]
+    assert _site(report, "Relu").reason == RELU_ON_TFLITE
+    a, b = concrete(tf.constant(X)), new(tf.constant(X))
+    assert a["relu"].numpy().tobytes() == b["relu"].numpy().tobytes()
+    np.testing.assert_allclose(a["sigmoid"], b["sigmoid"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_bad_target_is_a_clear_error(tmp_path):
+    graph_def, fetches, concrete = graph_of(_relu_and_sigmoid)
+    with pytest.raises(tf_reorder.ReorderError, match="target must be a runtime name"):
+        tf_reorder.reorder_graph_def(graph_def, preserve=fetches, target=0)
+    with pytest.raises(tf_reorder.ReorderError, match="target must be a runtime name"):
+        tf_reorder.reorder_function(concrete, target=0)

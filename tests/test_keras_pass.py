@@ -1,12 +1,17 @@
 """The Keras front end on hand-built models: every rule moves where valid, and only there."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
 import tf_reorder
-from tf_reorder import algebra
+from tf_reorder import algebra, policy, verify
+from tf_reorder.keras_pass import describe_activation
+from tf_reorder.policy import load_policy
+from policy_files import LABELS, RELU_ON_TFLITE, SIGMOID_ON_TF, write_policy
 from rewrite_checks import check_rewrite, model_fingerprint, roundtrip
 
 MONOTONE = sorted(n for n, f in algebra.KERAS_ACTIVATIONS.items()
@@ -614,3 +619,198 @@ def test_site_exactness_follows_the_catalogue():
                 layers.GlobalMaxPooling2D())
     _, report = check_rewrite(model, moved=3, exact=False)
     assert [s.exact for s in report.sites] == [True, True, False]
+
+
+# -- runtime policies (target=) ------------------------------------------------------------
+
+
+@pytest.fixture
+def policy_path(tmp_path):
+    return write_policy(tmp_path / "runtime_policy.json")
+
+
+def _two_branch_model():
+    inp = keras.Input((16, 16, 3), name="image")
+    a = layers.Conv2D(4, 3, activation="relu", name="conv_relu")(inp)
+    b = layers.Conv2D(4, 3, activation="sigmoid", name="conv_sigmoid")(inp)
+    return keras.Model(inp, [layers.MaxPooling2D(name="pool_relu")(a),
+                             layers.MaxPooling2D(name="pool_sigmoid")(b)], name="two_branch")
+
+
+def _outputs(model, x):
+    return [np.asarray(y) for y in model(x)]
+
+
+def _site(report, function):
+    (site,) = [s for s in report.sites if s.function == function]
+    return site
+
+
+def test_policy_keeps_what_the_runtime_measured_slower(policy_path):
+    model = _two_branch_model()
+    policy = load_policy("tflite", path=policy_path)
+    new, report = check_rewrite(model, moved=1, exact=False, target=policy)
+    relu, sigmoid = _site(report, "relu"), _site(report, "sigmoid")
+    assert not relu.moved and relu.reason == RELU_ON_TFLITE
+    assert relu.elements_after == relu.elements_before == 14 * 14 * 4
+    assert relu.pool == "pool_relu" and relu.fused
+    assert sigmoid.moved and sigmoid.elements_after == 7 * 7 * 4
+    assert {s.policy for s in report.sites} == {LABELS["tflite"]}
+    assert str(report).splitlines()[1] == f"policy: {LABELS['tflite']}"
+    assert [s["policy"] for s in report.to_dict()["sites"]] == [LABELS["tflite"]] * 2
+
+    # The relu stays fused in the same layer; the sigmoid is split off and moved.
+    assert new.get_layer("conv_relu") is model.get_layer("conv_relu")
+    assert keras.activations.serialize(new.get_layer("conv_sigmoid").activation) == "linear"
+    x = verify.random_inputs(model, batch=3)
+    (relu_before, sigmoid_before), (relu_after, sigmoid_after) = \
+        _outputs(model, x), _outputs(new, x)
+    assert relu_after.tobytes() == relu_before.tobytes()
+    np.testing.assert_allclose(sigmoid_after, sigmoid_before, rtol=1e-6, atol=1e-6)
+
+    _, everywhere = check_rewrite(model, moved=2, exact=False, target="any")
+    assert {s.policy for s in everywhere.sites} == {"any"}
+    assert "policy:" not in str(everywhere)
+
+
+def test_policy_of_another_runtime_decides_the_other_way(policy_path):
+    model = _two_branch_model()
+    new, report = check_rewrite(model, moved=1, target=load_policy("tf", path=policy_path))
+    assert _site(report, "relu").moved
+    assert _site(report, "sigmoid").reason == SIGMOID_ON_TF
+    assert new.get_layer("conv_sigmoid") is model.get_layer("conv_sigmoid")
+    _, report = check_rewrite(model, moved=0, target=load_policy("all", path=policy_path))
+    assert {s.policy for s in report.sites} == {LABELS["all"]}
+
+
+def test_plan_with_a_target_matches_reorder(policy_path):
+    model = _two_branch_model()
+    policy = load_policy("tflite", path=policy_path)
+    _, reordered = tf_reorder.reorder(model, return_report=True, target=policy)
+    assert tf_reorder.plan(model, target=policy) == reordered
+    assert tf_reorder.plan(model) != reordered
+
+
+def _chain(name="chain"):
+    return seq((16, 16, 3), layers.Conv2D(4, 3, padding="same", name="conv"),
+               layers.Activation("relu", name="relu"), layers.MaxPooling2D(name="pool1"),
+               layers.Activation("sigmoid", name="sigmoid"), layers.MaxPooling2D(name="pool2"),
+               layers.Flatten(name="flat"), name=name)
+
+
+@pytest.mark.parametrize("target, moved, order", [
+    # No policy: the sigmoid moves after pool2, and the relu through pool1, across the
+    # moved sigmoid and pool2, to land before it.
+    ("any", 2, ["conv", "pool1", "pool2", "relu", "sigmoid", "flat"]),
+    # The relu refused: it stays where it is; the sigmoid still moves.
+    ("tflite", 1, ["conv", "relu", "pool1", "pool2", "sigmoid", "flat"]),
+    # The sigmoid refused: the relu moves after pool1 only, not past the sigmoid.
+    ("tf", 1, ["conv", "pool1", "relu", "sigmoid", "pool2", "flat"]),
+])
+def test_policy_in_a_chain_of_standalone_activations(policy_path, target, moved, order):
+    model = _chain()
+    policy = load_policy(target, path=policy_path)
+    new, report = check_rewrite(model, moved=moved, exact=False, target=policy)
+    assert [layer.name for layer in new.layers] == order
+    if target == "tf":
+        assert _site(report, "relu").pool == "pool1"
+
+
+@pytest.mark.parametrize("target, moves", [("tf", True), ("tflite", False)])
+def test_policy_on_an_activation_that_travels_through_several_pools(policy_path, target, moves):
+    model = seq((16, 16, 3), layers.Conv2D(4, 3, activation="relu", padding="same"),
+                layers.MaxPooling2D(name="p1"), layers.MaxPooling2D(name="p2"),
+                layers.GlobalMaxPooling2D(name="gmp"), name="chain")
+    new, report = check_rewrite(model, moved=int(moves),
+                                target=load_policy(target, path=policy_path))
+    (site,) = report.sites
+    assert site.pool == "gmp"  # where it lands, or would have
+    assert site.elements_after == (4 if moves else 16 * 16 * 4)
+    assert (new.layers[0] is model.layers[0]) == (not moves)
+
+
+@pytest.mark.parametrize("target, moved_function", [("tflite", "sigmoid"), ("tf", "relu")])
+def test_policy_with_an_activation_leaving_a_nested_model(policy_path, target, moved_function):
+    # Inside the backbone a relu before a pool; its output is a sigmoid that could
+    # leave it to follow the outer global max pool.
+    backbone = seq((16, 16, 3), layers.Conv2D(4, 3, activation="relu", name="conv_a"),
+                   layers.MaxPooling2D(name="inner_pool"),
+                   layers.Conv2D(4, 3, activation="sigmoid", name="conv_b"), name="backbone")
+    model = seq((16, 16, 3), backbone, layers.GlobalMaxPooling2D(name="gmp"), layers.Dense(2),
+                name="outer")
+    new, report = check_rewrite(model, moved=1, exact=False,
+                                target=load_policy(target, path=policy_path))
+    assert [s.function for s in report.moved] == [moved_function]
+    (kept,) = report.skipped
+    assert kept.reason == (RELU_ON_TFLITE if target == "tflite" else SIGMOID_ON_TF)
+    new_backbone = new.get_layer("backbone")
+    assert new_backbone is not backbone
+    conv_b = new_backbone.get_layer("conv_b")
+    activation = keras.activations.serialize(conv_b.activation)
+    assert activation == ("linear" if moved_function == "sigmoid" else "sigmoid")
+
+
+def test_policy_refusing_the_only_activation_of_a_nested_model_keeps_it(policy_path):
+    backbone = seq((8, 8, 3), layers.Conv2D(3, 3, activation="relu"), name="backbone")
+    model = seq((8, 8, 3), backbone, layers.GlobalMaxPooling2D(), layers.Dense(2), name="outer")
+    new, report = check_rewrite(model, moved=0,
+                                target=load_policy("tflite", path=policy_path))
+    (site,) = report.sites
+    assert site.scope == "outer" and site.activation.startswith("backbone/")
+    assert site.reason == RELU_ON_TFLITE
+    assert new.get_layer("backbone") is backbone  # nothing changed: reused as it is
+
+
+def test_policy_families_of_keras_layers(policy_path):
+    model = seq((12, 12, 3), layers.Conv2D(4, 3), layers.LeakyReLU(0.3), layers.MaxPooling2D(),
+                layers.ReLU(max_value=6.0), layers.MaxPooling2D(), layers.Conv2D(4, 1),
+                layers.ELU(), layers.GlobalMaxPooling2D())
+    _, report = check_rewrite(model, moved=2, exact=False,
+                              target=load_policy("tflite", path=policy_path))
+    leaky, relu6, elu = report.sites
+    assert leaky.moved and elu.moved  # measured as the families leaky_relu and elu
+    assert relu6.reason == ("no measurement of ReLU(max_value=6) on tflite in the runtime "
+                            "policy (measured 2026-11-23)")
+
+
+@pytest.mark.parametrize("layer, family", [
+    (layers.Activation("relu"), "relu"),
+    (layers.Activation("relu6"), "relu6"),
+    (layers.Conv2D(2, 1, activation="sigmoid"), "sigmoid"),
+    (layers.Dense(2, activation=keras.activations.hard_sigmoid), "hard_sigmoid"),
+    (layers.ReLU(), "relu"),
+    (layers.ReLU(max_value=6.0), "ReLU(max_value=6)"),
+    (layers.ReLU(negative_slope=0.1), "ReLU(negative_slope=0.1)"),
+    (layers.LeakyReLU(0.3), "leaky_relu"),
+    (layers.Activation("leaky_relu"), "leaky_relu"),
+    (layers.ELU(0.5), "elu"),
+    (layers.PReLU(), "prelu"),
+])
+def test_activation_family_of_layers(layer, family):
+    layer.build((None, 4, 4, 2))
+    assert describe_activation(layer).family == family
+
+
+def test_rules_still_refuse_first_under_a_policy(policy_path):
+    model = seq((12, 12, 3), layers.Conv2D(4, 3, activation="sigmoid"), layers.ZeroPadding2D(),
+                layers.MaxPooling2D())
+    _, report = check_rewrite(model, moved=0, target=load_policy("tflite", path=policy_path))
+    (site,) = report.sites
+    assert "cannot cross the zero padding" in site.reason
+    assert site.policy == LABELS["tflite"]
+
+
+def test_a_bad_target_is_a_clear_error():
+    model = _two_branch_model()
+    before = model_fingerprint(model)
+    with pytest.raises(tf_reorder.ReorderError, match="target must be a runtime name"):
+        tf_reorder.reorder(model, target=1.01)
+    if os.path.exists(policy.PACKAGED_POLICY):
+        message = "unknown target 'tflite_gpu'; known targets: any, all"
+    else:
+        message = "runtime_policy.json: no such file"
+    with pytest.raises(tf_reorder.ReorderError, match=message):
+        tf_reorder.reorder(model, target="tflite_gpu")
+    with pytest.raises(tf_reorder.ReorderError, match=message):
+        tf_reorder.plan(model, target="tflite_gpu")
+    assert model_fingerprint(model) == before

@@ -176,3 +176,35 @@ def test_str_pool_missing_and_notes_deduplicated():
     assert row_a.startswith("a ") and row_a.endswith("no max pooling on the path")
     assert row_a.split()[2] == "-"  # activation, function, pool
     assert lines[-2:] == ["note: a note", "note: z note"]
+
+
+# -- the runtime policy a site was decided under ---------------------------------------
+
+TFLITE = "tflite (measured 2026-11-23, TF 2.21.0)"
+
+
+def test_site_policy_defaults_to_any_and_is_in_the_dict():
+    assert MOVED.policy == "any" and MOVED.to_dict()["policy"] == "any"
+    assert site(policy=TFLITE).to_dict()["policy"] == TFLITE
+
+
+def test_str_names_the_policy_on_the_second_line():
+    refused = site(activation="conv1", moved=False, policy=TFLITE,
+                   reason="relu measured 1.04x slower on tflite (resnet50; policy tflite, "
+                          "measured 2026-11-23)")
+    lines = str(Report("net", (refused, site(activation="act2", policy=TFLITE)))).splitlines()
+    assert lines[0].startswith("net: 1 of 2 candidate sites moved")
+    assert lines[1] == f"policy: {TFLITE}"
+    assert "activation" in lines[2] and "decision" in lines[2]  # the table's header
+    assert lines[3].startswith("conv1 ") and lines[3].endswith("measured 2026-11-23)")
+
+
+def test_str_without_a_policy_has_no_policy_line(report):
+    assert not any(line.startswith("policy:") for line in str(report).splitlines())
+
+
+def test_str_lists_every_policy_of_a_merged_report():
+    sites = (site(policy=TFLITE), site(policy="all (measured 2026-11-23, TF 2.21.0)"),
+             site(policy="any"))
+    assert str(Report("net", sites)).splitlines()[1] == (
+        f"policy: all (measured 2026-11-23, TF 2.21.0); {TFLITE}")

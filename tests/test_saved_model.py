@@ -15,7 +15,9 @@ from ai_edge_litert.interpreter import Interpreter
 from keras import layers
 
 import tf_reorder
-from tf_reorder import cli, saved_model
+from tf_reorder import cli, policy, saved_model
+from tf_reorder.policy import load_policy
+from policy_files import LABELS, RELU_ON_TFLITE, SIGMOID_ON_TF, write_policy
 
 X = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
 
@@ -169,6 +171,40 @@ def test_cli_converts_and_inspects_saved_models(exported, tmp_path, capsys):
         assert "already exists" in capsys.readouterr().err
     finally:
         cli.flags.FLAGS.unparse_flags()
+
+
+def test_convert_with_a_target(exported, tmp_path, capsys, monkeypatch):
+    _, src, _, _ = exported
+    path = write_policy(tmp_path / "runtime_policy.json")
+    dst = str(tmp_path / "tflite")
+    report = tf_reorder.convert_saved_model(src, dst, target=load_policy("tflite", path=path))
+    assert [s.function for s in report.moved] == ["Sigmoid"]
+    (kept,) = report.skipped
+    assert kept.function == "Relu" and kept.reason == RELU_ON_TFLITE
+    assert {s.policy for s in report.sites} == {LABELS["tflite"]}
+    a = tf.saved_model.load(src).signatures["serving_default"](tf.constant(X))
+    b = tf.saved_model.load(dst).signatures["serving_default"](tf.constant(X))
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
+    ops = _tflite_ops(dst)
+    assert ops.index("MAX_POOL_2D") < ops.index("LOGISTIC")
+
+    # The CLI, with the packaged policy pointed at the test's file.
+    monkeypatch.setattr(policy, "PACKAGED_POLICY", path)
+    cli_dst = str(tmp_path / "cli_tf")
+    try:
+        cli.parse_flags(["tf-reorder", "--target=tf"])
+        assert cli.main(["tf-reorder", "inspect", src]) == 0
+        out = capsys.readouterr().out
+        assert "1 of 2 candidate sites moved" in out and f"policy: {LABELS['tf']}" in out
+        assert SIGMOID_ON_TF in out
+        assert cli.main(["tf-reorder", "convert", src, cli_dst]) == 0
+        assert f"wrote {cli_dst}" in capsys.readouterr().out
+    finally:
+        cli.flags.FLAGS.unparse_flags()
+    # The relu moved for tf; the sigmoid, refused, is still before its pool.
+    _, again = saved_model.rewrite_saved_model(saved_model.read_saved_model(cli_dst), cli_dst)
+    assert [s.function for s in again.moved] == ["Sigmoid"]
 
 
 def _tflite_ops_with_fused_activations(content):

@@ -10,6 +10,7 @@ Example:
     model = keras.applications.VGG16(weights=None)
     fast = tf_reorder.reorder(model)          # same outputs, relu after the pools
     print(tf_reorder.plan(model))             # every site, moved or not and why
+    lite = tf_reorder.reorder(model, target="tflite")  # only moves measured faster there
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from tf_reorder.algebra import register_monotone, unregister_monotone
 from tf_reorder.errors import ReorderError
+from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "convert_saved_model",
     "register_monotone",
     "unregister_monotone",
+    "load_policy",
+    "Policy",
     "Report",
     "Site",
     "ReorderError",
@@ -35,7 +39,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def reorder(model: Any, *, return_report: bool = False) -> Any:
+def reorder(model: Any, *, return_report: bool = False,
+            target: str | Policy | None = "any") -> Any:
     """A new Keras model with every valid activation moved after its max pool.
 
     The input model is not changed. The result computes the same function
@@ -49,13 +54,21 @@ def reorder(model: Any, *, return_report: bool = False) -> Any:
       model: a built Sequential or functional ``keras.Model``; nested models
         are rewritten too.
       return_report: also return the `Report` of every candidate site.
+      target: the runtime to decide for. ``"any"`` (the default) moves wherever
+        the rules allow; a runtime name (``"tf"``, ``"xla"``, ``"tflite"``,
+        ``"onnx"``, ``"keras"``, ``"jax"``) moves only the activation families
+        the packaged runtime policy measured faster there, ``"all"`` only those
+        measured faster on every runtime in it; a `Policy` (from `load_policy`,
+        e.g. with your own file) is used as it is. A site the policy refuses
+        is kept as it is, with the measurement as its reason.
 
     Returns:
       The new model, or ``(model, report)`` if ``return_report``.
 
     Raises:
       ReorderError: ``model`` is not a model that can be walked (not a Keras
-        model, subclassed, unbuilt).
+        model, subclassed, unbuilt), or ``target`` is unknown or its policy
+        file cannot be read.
 
     Example:
 
@@ -64,19 +77,22 @@ def reorder(model: Any, *, return_report: bool = False) -> Any:
                                   keras.layers.MaxPooling2D()])
         fast, report = tf_reorder.reorder(model, return_report=True)
         print(report.elements_saved)  # 5400: relu on 30*30*8 -> 15*15*8
+        lite = tf_reorder.reorder(model, target="tflite")
     """
     from tf_reorder import keras_pass
 
-    new, report = keras_pass.reorder(model)
+    new, report = keras_pass.reorder(model, target)
     return (new, report) if return_report else new
 
 
-def reorder_graph_def(graph_def: Any, *, preserve: Any = ()) -> tuple[Any, Report]:
+def reorder_graph_def(graph_def: Any, *, preserve: Any = (),
+                      target: str | Policy | None = "any") -> tuple[Any, Report]:
     """Moves activations after max pools in a GraphDef and all functions in its library.
 
     Returns ``(new_graph_def, report)``; the input is not changed. Fetched nodes
     must be named in ``preserve`` (node or tensor names); function outputs are
     kept automatically, and every name something refers to keeps its meaning.
+    ``target`` is as for `reorder`.
 
     Example:
 
@@ -86,51 +102,58 @@ def reorder_graph_def(graph_def: Any, *, preserve: Any = ()) -> tuple[Any, Repor
     """
     from tf_reorder import graph_pass
 
-    return graph_pass.reorder_graph_def(graph_def, preserve=preserve)
+    return graph_pass.reorder_graph_def(graph_def, preserve=preserve, target=target)
 
 
-def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
+def reorder_function(concrete_function: Any, *,
+                     target: str | Policy | None = "any") -> tuple[Any, Report]:
     """Rewrites a tf.function ConcreteFunction (and every function it calls).
 
     Returns ``(new_concrete_function, report)``. The new function takes the same
     flat inputs, returns the same output structure, and uses the same captured
-    variables (not copies), so later assignments are seen by both.
+    variables (not copies), so later assignments are seen by both. ``target`` is
+    as for `reorder`.
 
     Example:
 
         fn = tf.function(model).get_concrete_function(tf.TensorSpec([1, 224, 224, 3]))
-        fast, report = tf_reorder.reorder_function(fn)
+        fast, report = tf_reorder.reorder_function(fn, target="tf")
     """
     from tf_reorder import graph_pass
 
-    return graph_pass.reorder_function(concrete_function)
+    return graph_pass.reorder_function(concrete_function, target=target)
 
 
-def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False) -> Report:
+def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,
+                        target: str | Policy | None = "any") -> Report:
     """Writes a copy of the SavedModel `src` to `dst` with its graphs rewritten.
 
     Every signature and restored function is rewritten; variables/ and assets/
     are copied byte for byte; signatures keep their names; the fingerprint is
     recomputed. `dst` is written atomically and an existing one is replaced only
-    with ``overwrite=True``; `src` is never modified.
+    with ``overwrite=True``; `src` is never modified. ``target`` is as for
+    `reorder`.
 
     Example:
 
         model.export("exported")
-        print(tf_reorder.convert_saved_model("exported", "exported_reordered"))
+        print(tf_reorder.convert_saved_model("exported", "exported_reordered",
+                                             target="tflite"))
     """
     from tf_reorder import saved_model
 
-    return saved_model.convert_saved_model(src, dst, overwrite=overwrite)
+    return saved_model.convert_saved_model(src, dst, overwrite=overwrite, target=target)
 
 
-def plan(model: Any) -> Report:
+def plan(model: Any, *, target: str | Policy | None = "any") -> Report:
     """The decisions `reorder` would take, without building anything.
+
+    ``target`` is as for `reorder`.
 
     Example:
 
-        print(tf_reorder.plan(keras.applications.VGG16(weights=None)))
+        print(tf_reorder.plan(keras.applications.VGG16(weights=None), target="tf"))
     """
     from tf_reorder import keras_pass
 
-    return keras_pass.plan(model)
+    return keras_pass.plan(model, target)

@@ -59,6 +59,10 @@ class Function:
         with one alpha per position is not).
       weight_dependent: the decision rests on trained values (PReLU alphas) and
         holds for the weights at rewrite time only.
+      identity: ``f(x) == x`` (``linear``): there is nothing to move.
+      family: the kind of kernel a runtime runs for ``f``, whatever its parameters
+        (``"leaky_relu"`` for every slope, ``"relu"`` for the TF op ``Relu``); runtime
+        policies are keyed by it. Left empty, it is ``name``.
     """
 
     name: str
@@ -69,6 +73,11 @@ class Function:
     uniform: bool = True
     weight_dependent: bool = False
     identity: bool = False
+    family: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
 
 class StepKind(enum.Enum):
@@ -290,9 +299,11 @@ KERAS_ACTIVATIONS: dict[str, Function] = {
     ]
 }
 
-# TF op types that are elementwise activations (for the GraphDef front end).
+# TF op types that are elementwise activations (for the GraphDef front end). Each
+# one's family is its lowercase op name ("Relu6" -> "relu6"), the Keras name where
+# there is one.
 TF_OPS: dict[str, Function] = {
-    f.name: f
+    f.name: dataclasses.replace(f, family=f.name.lower())
     for f in [
         _fn("Relu", _N, zero=True, exact=True),
         _fn("Relu6", _N, zero=True, exact=True),
@@ -357,9 +368,12 @@ def relu(negative_slope: float = 0.0, max_value: float | None = None,
                   f"threshold={_num(threshold)}" if threshold else ""]
         inner = ", ".join(p for p in params if p)
         name = f"ReLU({inner})" if inner else "relu"
+    plain = negative_slope == 0 and max_value is None and threshold == 0
     mono = _N if negative_slope >= 0 and threshold >= 0 else _X
     zero = negative_slope == 0 or threshold <= 0
-    return Function(name, mono, zero_at_zero=zero, exact=True)
+    # A ReLU with parameters is its own family: no runtime measures it as "relu".
+    return Function(name, mono, zero_at_zero=zero, exact=True,
+                    family="relu" if plain else name)
 
 
 def leaky_relu(negative_slope: float, *, name: str | None = None) -> Function:
@@ -367,13 +381,14 @@ def leaky_relu(negative_slope: float, *, name: str | None = None) -> Function:
     mono = _N if negative_slope >= 0 else _X
     # A zero slope maps negatives to -0.0, so a window holding 0.0 and a negative
     # value pools to a different zero in each order: equal as numbers, not bits.
-    return Function(name, mono, zero_at_zero=True, exact=negative_slope != 0)
+    return Function(name, mono, zero_at_zero=True, exact=negative_slope != 0,
+                    family="leaky_relu")
 
 
 def elu(alpha: float, *, name: str | None = None) -> Function:
     name = name or f"ELU(alpha={_num(alpha)})"
     mono = _N if alpha >= 0 else _X
-    return Function(name, mono, zero_at_zero=True)
+    return Function(name, mono, zero_at_zero=True, family="elu")
 
 
 def prelu(min_alpha: float, *, uniform: bool) -> Function:
@@ -386,7 +401,7 @@ def prelu(min_alpha: float, *, uniform: bool) -> Function:
     if math.isnan(min_alpha):
         mono = _X
     return Function(f"PReLU(min alpha={_num(min_alpha)})", mono, zero_at_zero=True,
-                    exact=True, uniform=uniform, weight_dependent=True)
+                    exact=True, uniform=uniform, weight_dependent=True, family="prelu")
 
 
 # ---------------------------------------------------------------------------

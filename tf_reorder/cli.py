@@ -4,13 +4,13 @@ For a monotone non-decreasing activation f, maxpool(f(x)) == f(maxpool(x)), so f
 can run after the pool, on fewer elements, with the same outputs.
 
 Usage:
-  tf-reorder inspect MODEL.keras|SAVED_MODEL_DIR [--json]
+  tf-reorder inspect MODEL.keras|SAVED_MODEL_DIR [--json] [--target=RUNTIME]
       Print the plan: every candidate site (an activation that feeds a max
       pool), whether it would move and why, and the activation evaluations
       per sample before and after. Nothing is written.
 
-  tf-reorder convert IN.keras OUT.keras [--overwrite] [--json]
-  tf-reorder convert SAVED_MODEL_DIR OUT_DIR [--overwrite] [--json]
+  tf-reorder convert IN.keras OUT.keras [--overwrite] [--json] [--target=RUNTIME]
+  tf-reorder convert SAVED_MODEL_DIR OUT_DIR [--overwrite] [--json] [--target=RUNTIME]
       Rewrite IN and save the result to OUT (a plain Keras model made of
       stock layers, with the original weights). IN is never modified. OUT is
       written atomically (a temporary file in OUT's directory, then a rename),
@@ -21,10 +21,18 @@ Usage:
       and assets/ are copied byte for byte, and the fingerprint is recomputed.
 
   tf-reorder demo [--model=VGG16] [--batch=1] [--seed=0] [--out=PATH.keras]
+                  [--target=RUNTIME]
       Build a keras.applications model with random weights (nothing is
       downloaded), rewrite it, check both give equal outputs on a random batch
       (bitwise for the relu family), save the result (to --out, by default
       into a fresh temporary directory), load it back and check it again.
+
+  --target=RUNTIME decides for the runtime the model will run on: a move the
+  rules allow is made only where tf-reorder's runtime policy (measured by
+  benchmarks/bench_runtimes.py, shipped in the package) found it faster there;
+  the report names the policy and gives the measurement for every site it kept.
+  RUNTIME is keras, tf, xla, tflite, onnx or jax (those in the policy), all
+  (faster on every one), or any (the default: no policy, move wherever valid).
 
 Exit status: 0 on success; 1 on an error (one line on stderr starting with
 "tf-reorder: error:"; --verbose also logs the traceback); 2 on a usage error
@@ -34,6 +42,7 @@ Examples:
   tf-reorder inspect model.keras
   tf-reorder inspect model.keras --json | jq .elements_saved
   tf-reorder convert model.keras model_reordered.keras
+  tf-reorder convert exported/ exported_tflite/ --target=tflite
   tf-reorder demo --model=VGG16 --out=/tmp/vgg16_reordered.keras
 """
 
@@ -57,6 +66,7 @@ from absl import app, flags, logging  # noqa: E402
 
 import tf_reorder  # noqa: E402
 from tf_reorder.flags_parsing import flags_parser  # noqa: E402  (light: Keras is imported only when a command needs it)
+from tf_reorder.policy import RUNTIMES  # noqa: E402
 
 PROG = "tf-reorder"
 MAX_MESSAGE = 300  # characters of an error message that reach the user
@@ -73,13 +83,18 @@ _SEED = flags.DEFINE_integer("seed", 0, "demo: the seed of the random inputs.")
 _OUT = flags.DEFINE_string(
     "out", None, "demo: where to save the reordered model (must end in .keras); "
     "default: a fresh temporary directory.")
+_TARGET = flags.DEFINE_string(
+    "target", "any", "inspect, convert, demo: the runtime to decide for: a move is made "
+    "only where the runtime policy measured it faster there. One of the runtimes in the "
+    f"policy ({', '.join(RUNTIMES)}), 'all' (faster on every one) or 'any' "
+    "(no policy: move wherever valid).")
 _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "Log progress, and the traceback of an error.")
 
 _COMMAND_FLAGS = {
-    "inspect": {"json"},
-    "convert": {"json", "overwrite"},
-    "demo": {"model", "batch", "seed", "out", "overwrite"},
+    "inspect": {"json", "target"},
+    "convert": {"json", "overwrite", "target"},
+    "demo": {"model", "batch", "seed", "out", "overwrite", "target"},
 }
 _ALL_COMMAND_FLAGS = set().union(*_COMMAND_FLAGS.values())
 
@@ -253,54 +268,66 @@ def _size(path: str) -> str:
     return f"{size / 1e6:,.1f} MB" if size >= 1e6 else f"{size / 1e3:,.1f} kB"
 
 
+def load_target() -> tf_reorder.Policy | None:
+    """The runtime policy ``--target`` names (None for 'any'); a bad target is a `CliError`."""
+    try:
+        return tf_reorder.load_policy(_TARGET.value)
+    except tf_reorder.ReorderError as error:
+        raise CliError(f"--target={_TARGET.value}: {one_line(error)}") from error
+
+
 # ---------------------------------------------------------------------------
 # Commands.
 
 
 def inspect_model(path: str) -> int:
     """``inspect MODEL.keras|SAVED_MODEL_DIR``: prints what the rewrite would do."""
+    policy = load_target()
     if os.path.isdir(path):
         from tf_reorder import saved_model  # pylint: disable=g-import-not-at-top
 
-        _, report = saved_model.rewrite_saved_model(saved_model.read_saved_model(path), path)
+        _, report = saved_model.rewrite_saved_model(saved_model.read_saved_model(path), path,
+                                                    target=policy)
     else:
         model = load_model(path)
         try:
-            report = tf_reorder.plan(model)
+            report = tf_reorder.plan(model, target=policy)
         except tf_reorder.ReorderError as error:
             raise CliError(f"{path}: {one_line(error)}") from error
     print(report.to_json() if _JSON.value else str(report))
     return 0
 
 
-def convert_saved_model(source: str, target: str) -> int:
+def convert_saved_model(source: str, output: str) -> int:
     """``convert SRC_DIR DST_DIR``: writes the rewritten SavedModel to DST_DIR."""
-    report = tf_reorder.convert_saved_model(source, target, overwrite=_OVERWRITE.value)
+    report = tf_reorder.convert_saved_model(source, output, overwrite=_OVERWRITE.value,
+                                            target=load_target())
     if _JSON.value:
         print(report.to_json())
     else:
         print(report)
-        print(f"wrote {target}")
+        print(f"wrote {output}")
     return 0
 
 
-def convert_model(source: str, target: str) -> int:
+def convert_model(source: str, output: str) -> int:
     """``convert IN.keras OUT.keras`` (or two SavedModel directories)."""
     if os.path.isdir(source):
-        return convert_saved_model(source, target)
+        return convert_saved_model(source, output)
+    policy = load_target()
     check_input(source)
-    check_output(target, overwrite=_OVERWRITE.value, source=source)
+    check_output(output, overwrite=_OVERWRITE.value, source=source)
     model = load_model(source)
     try:
-        new, report = tf_reorder.reorder(model, return_report=True)
+        new, report = tf_reorder.reorder(model, return_report=True, target=policy)
     except tf_reorder.ReorderError as error:
         raise CliError(f"{source}: {one_line(error)}") from error
-    save_model_atomically(new, target, overwrite=_OVERWRITE.value)
+    save_model_atomically(new, output, overwrite=_OVERWRITE.value)
     if _JSON.value:
         print(report.to_json())
     else:
         print(report)
-        print(f"wrote {target} ({_size(target)})")
+        print(f"wrote {output} ({_size(output)})")
     return 0
 
 
@@ -341,6 +368,7 @@ def run_demo() -> int:
     out = _OUT.value
     if out is not None:
         check_output(out, overwrite=_OVERWRITE.value)
+    policy = load_target()
     builder = _application(_MODEL.value)
     from tf_reorder import verify  # pylint: disable=g-import-not-at-top
 
@@ -349,7 +377,7 @@ def run_demo() -> int:
     print(f"built {_MODEL.value} (weights=None, {model.count_params():,} parameters) "
           f"in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
-    new, report = tf_reorder.reorder(model, return_report=True)
+    new, report = tf_reorder.reorder(model, return_report=True, target=policy)
     print(f"reordered in {time.perf_counter() - start:.2f} s")
     print(report)
 

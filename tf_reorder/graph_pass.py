@@ -34,6 +34,7 @@ from tensorflow.python.framework import op_def_registry, tensor_util
 from tf_reorder import algebra
 from tf_reorder.algebra import Step, StepKind
 from tf_reorder.errors import ReorderError
+from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
 
 POOL_OPS: dict[str, StepKind] = {
@@ -233,8 +234,8 @@ def _walk(body: _Body, start: node_def_pb2.NodeDef) -> tuple[list[Any], list[Ste
         current = consumer
 
 
-def _decide(body: _Body, node: node_def_pb2.NodeDef,
-            function: algebra.Function) -> _Candidate | None:
+def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
+            policy: Policy | None = None) -> _Candidate | None:
     chain, steps, stop = _walk(body, node)
     pools = [i for i, s in enumerate(steps) if s.kind in algebra.MAX_STEPS
              or s.kind is StepKind.AVERAGE_POOL]
@@ -263,6 +264,9 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef,
                    else algebra.worth_moving_any_size(
                        [dataclasses.replace(step, shrinks=_shrinks(n))
                         for step, n in zip(steps[:landing], crossed, strict=True)]))
+    allowed = verdict.ok  # by the rules; the site then reports where it would land
+    if verdict and policy is not None:
+        verdict = policy.decide(function.family)
     producer = body.parse(node.input[0]).node if node.input else None
     site = Site(
         scope=body.scope,
@@ -270,7 +274,7 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef,
         function=function.name,
         fused=False,
         producer=producer,
-        between=tuple(n.name for n in crossed[:-1]) if verdict else
+        between=tuple(n.name for n in crossed[:-1]) if allowed else
         tuple(n.name for n in chain[:pools[0]]) if pools else (),
         pool=landing_node.name if landing_node is not None else None,
         moved=bool(verdict),
@@ -278,6 +282,7 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef,
         elements_before=before,
         elements_after=after if verdict else before,
         exact=function.exact,
+        policy=policy.label if policy is not None else "any",
     )
     return _Candidate(node, function, crossed if verdict else [], site)
 
@@ -366,11 +371,11 @@ def _retarget(body: _Body, text: str, landing: str, pool_name: str, old_pool_out
     return f"{pool_name}:{ref.output}"
 
 
-def _process(body: _Body) -> list[Site]:
+def _process(body: _Body, policy: Policy | None = None) -> list[Site]:
     sites: list[Site] = []
     candidates = []
     for node in body.activations:
-        candidate = _decide(body, node, activation_of(node))
+        candidate = _decide(body, node, activation_of(node), policy)
         if candidate is not None:
             candidates.append(candidate)
             sites.append(candidate.site)
@@ -390,23 +395,27 @@ def _kept_names(preserve: Iterable[str]) -> set[str]:
     return {name.lstrip("^").split(":")[0] for name in preserve}
 
 
-def reorder_graph_def(graph_def: graph_pb2.GraphDef, *,
-                      preserve: Sequence[str] = ()) -> tuple[graph_pb2.GraphDef, Report]:
+def reorder_graph_def(graph_def: graph_pb2.GraphDef, *, preserve: Sequence[str] = (),
+                      target: str | Policy | None = "any") -> tuple[graph_pb2.GraphDef, Report]:
     """Moves activations after max pools in a GraphDef and every function in its library.
 
     The input is not changed. Nodes named in `preserve` (fetches: node or tensor
     names) keep their values; so do function outputs. Shapes in
     ``_output_shapes`` attrs (``as_graph_def(add_shapes=True)``) give the
     element counts; without them a move is made only where no input size could
-    make it add work.
+    make it add work. With a `target` other than ``"any"`` (see
+    `tf_reorder.policy.load_policy`), a move is made only where the runtime
+    policy measured it faster.
 
     Example:
 
         graph_def = fn.get_concrete_function(spec).graph.as_graph_def(add_shapes=True)
-        new_graph_def, report = tf_reorder.reorder_graph_def(graph_def, preserve=["Identity"])
+        new_graph_def, report = tf_reorder.reorder_graph_def(graph_def, preserve=["Identity"],
+                                                             target="tflite")
     """
     if not isinstance(graph_def, graph_pb2.GraphDef):
         raise ReorderError(f"expected a GraphDef, got {type(graph_def).__name__}")
+    policy = load_policy(target)
     new = graph_pb2.GraphDef()
     new.CopyFrom(graph_def)
     # The pass allocates a few objects per node and frees none until the end; the
@@ -415,9 +424,9 @@ def reorder_graph_def(graph_def: graph_pb2.GraphDef, *,
     gc.disable()
     try:
         sites = _process(_Body(new.node, scope="graph", function=False,
-                               kept=_kept_names(preserve)))
+                               kept=_kept_names(preserve)), policy)
         for function_def in new.library.function:
-            sites.extend(_process_function(function_def))
+            sites.extend(_process_function(function_def, policy))
     finally:
         if collecting:
             gc.enable()
@@ -427,11 +436,12 @@ def reorder_graph_def(graph_def: graph_pb2.GraphDef, *,
     return new, report
 
 
-def _process_function(function_def: function_pb2.FunctionDef) -> list[Site]:
+def _process_function(function_def: function_pb2.FunctionDef,
+                      policy: Policy | None = None) -> list[Site]:
     returns = dict(function_def.ret)
     body = _Body(function_def.node_def, scope=function_def.signature.name, function=True,
                  kept=set(), returns=returns)
-    sites = _process(body)
+    sites = _process(body, policy)
     for key, value in returns.items():
         function_def.ret[key] = value
     return sites
@@ -491,13 +501,16 @@ def _rename_in_attrs(node: node_def_pb2.NodeDef, renames: dict[str, str]) -> Non
         func.name = renames.get(func.name, func.name)
 
 
-def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
+def reorder_function(concrete_function: Any, *,
+                     target: str | Policy | None = "any") -> tuple[Any, Report]:
     """Rewrites a tf.function's ConcreteFunction; captures stay the same objects.
+
+    `target` is as for `reorder_graph_def`.
 
     Example:
 
         fn = tf.function(model).get_concrete_function(tf.TensorSpec([1, 224, 224, 3]))
-        fast, report = tf_reorder.reorder_function(fn)
+        fast, report = tf_reorder.reorder_function(fn, target="tf")
     """
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
@@ -505,9 +518,10 @@ def reorder_function(concrete_function: Any) -> tuple[Any, Report]:
     if graph is None or not hasattr(concrete_function, "captured_inputs"):
         raise ReorderError(
             f"expected a tf.function ConcreteFunction, got {type(concrete_function).__name__}")
+    policy = load_policy(target)
     graph_def = graph.as_graph_def(add_shapes=True)
     fetches = [t.name for t in concrete_function.outputs]
-    new_graph_def, report = reorder_graph_def(graph_def, preserve=fetches)
+    new_graph_def, report = reorder_graph_def(graph_def, preserve=fetches, target=policy)
     _rename_changed_functions(graph_def, new_graph_def)
 
     captures = list(concrete_function.captured_inputs)

@@ -35,6 +35,7 @@ from keras.src.models.functional import Functional
 from tf_reorder import algebra
 from tf_reorder.algebra import Step, StepKind
 from tf_reorder.errors import ReorderError
+from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
 
 # Exact types: a user subclass may override call() and not apply `activation` last.
@@ -266,9 +267,9 @@ def check_model(model: Any) -> None:
             "functional API or keras.Sequential")
 
 
-def analyze(model: Any) -> _Plan:
+def analyze(model: Any, policy: Policy | None = None) -> _Plan:
     check_model(model)
-    return _Analyzer(model).run()
+    return _Analyzer(model, policy).run()
 
 
 def _is_walkable(layer: Any) -> bool:
@@ -280,8 +281,9 @@ def _is_walkable(layer: Any) -> bool:
 class _Analyzer:
     """Phase 1 over a whole model tree: every site's decision, and the edits."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, policy: Policy | None = None) -> None:
         self.model = model
+        self.policy = policy
         self.sites: list[Site] = []
         self.split_layers: dict[int, Any] = {}  # id -> producer that loses its activation
         self.plans: dict[int, _ModelPlan] = {}
@@ -324,7 +326,7 @@ class _Analyzer:
             function = describe_activation(layer)
             if function is None:
                 continue
-            site, move = _analyze_site(plan, call, function)
+            site, move = _analyze_site(plan, call, function, policy=self.policy)
             if site is None:
                 continue
             found.append((call.position, site))
@@ -372,7 +374,7 @@ class _Analyzer:
             name = f"{call.layer.name}/{activation_call.layer.name}"
             problem = self._boundary_problem(call, inner, activation_call, inner_out, name)
             site, move = _analyze_site(plan, activation_call, function, start=outer_out,
-                                       label=name, problem=problem)
+                                       label=name, problem=problem, policy=self.policy)
             if site is None:
                 continue
             sites.append(site)
@@ -488,14 +490,15 @@ def _first_pool_beyond(graph: _Graph, tensor: Any) -> _Call | None:
 
 
 def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
-                  start: Any = None, label: str | None = None,
-                  problem: str = "") -> tuple[Site | None, _Move | None]:
+                  start: Any = None, label: str | None = None, problem: str = "",
+                  policy: Policy | None = None) -> tuple[Site | None, _Move | None]:
     """Decides one candidate: the activation applied by `call`.
 
     For an activation that is the output of a nested model, `call` is in the
     nested graph, `start` is the nested model's output in `plan`'s graph,
     `label` names the activation with its model, and `problem` is a reason to
-    refuse found inside the nested model.
+    refuse found inside the nested model. A move the rules allow is made only
+    if `policy` (when given) measured it faster.
     """
     graph = plan.graph
     layer = call.layer
@@ -545,6 +548,9 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
     if verdict and type(layer) is layers.PReLU and _call_count(graph, layer) > 1:
         verdict = algebra.Verdict(False, f"PReLU '{layer.name}' is shared by several calls; "
                                   "moving it would unshare its alphas")
+    allowed = verdict.ok  # by the rules; the site then reports where it would land
+    if verdict and policy is not None:
+        verdict = policy.decide(function.family)
 
     producer = None
     if fused:
@@ -552,7 +558,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
     elif call.inputs:
         history = getattr(call.inputs[0], "_keras_history", None)
         producer = history.operation.name if history and history.operation else None
-    between_calls = [c for c in crossed if c is not landing_call] if verdict else \
+    between_calls = [c for c in crossed if c is not landing_call] if allowed else \
         [c for c in path.calls if c is not path.pool_reachable
          and c.position < path.pool_reachable.position]
     site = Site(
@@ -569,6 +575,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
         elements_after=after if verdict else before,
         exact=function.exact,
         notes=tuple(notes),
+        policy=policy.label if policy is not None else "any",
     )
     if not verdict:
         return site, None
@@ -817,13 +824,15 @@ def _copy_compile_state(model: Any, new: Any) -> None:
 # Entry points.
 
 
-def plan(model: Any) -> Report:
+def plan(model: Any, target: str | Policy | None = "any") -> Report:
+    policy = load_policy(target)
     return Report(model.name if isinstance(model, keras.Model) else "?",
-                  tuple(analyze(model).sites))
+                  tuple(analyze(model, policy).sites))
 
 
-def reorder(model: Any) -> tuple[Any, Report]:
-    analysis = analyze(model)
+def reorder(model: Any, target: str | Policy | None = "any") -> tuple[Any, Report]:
+    policy = load_policy(target)
+    analysis = analyze(model, policy)
     new = _Builder(analysis).model(analysis.root, top=True)
     report = Report(model.name, tuple(analysis.sites))
     logging.info("reordered '%s': %d of %d sites moved, %d activation elements per sample "

@@ -40,6 +40,9 @@ class Site:
         functions); otherwise they agree to about an ulp.
       notes: anything else the user should know (e.g. a decision that rests on
         trained values).
+      policy: the runtime policy the site was decided under, e.g. ``"tflite
+        (measured 2026-11-23, TF 2.21.0)"``; ``"any"`` without one (see
+        `tf_reorder.policy`).
     """
 
     scope: str
@@ -55,6 +58,7 @@ class Site:
     elements_after: int | None
     exact: bool = True
     notes: tuple[str, ...] = ()
+    policy: str = "any"
 
     @property
     def elements_saved(self) -> int:
@@ -141,6 +145,9 @@ class Report:
             f"{self.elements_after:,} (saved {self.elements_saved:,})"
             + (f"; {unknown} site(s) of unknown size not counted" if unknown else "")
         ]
+        policies = sorted({s.policy for s in self.sites} - {"any"})
+        if policies:
+            lines.append(f"policy: {'; '.join(policies)}")
         if rows:
             lines.extend(_table(header[1:], [r[1:] for r in rows]))
         notes = sorted({n for s in self.sites for n in s.notes})

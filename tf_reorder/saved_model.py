@@ -24,6 +24,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from tf_reorder import graph_pass
 from tf_reorder.errors import ReorderError
+from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report
 
 SAVED_MODEL_PB = "saved_model.pb"
@@ -72,15 +73,20 @@ def _fetched_names(meta_graph: Any) -> list[str]:
     return names
 
 
-def rewrite_saved_model(proto: saved_model_pb2.SavedModel,
-                        subject: str) -> tuple[saved_model_pb2.SavedModel, Report]:
-    """The rewritten SavedModel proto (a copy) and the report over all its graphs."""
+def rewrite_saved_model(proto: saved_model_pb2.SavedModel, subject: str, *,
+                        target: str | Policy | None = "any",
+                        ) -> tuple[saved_model_pb2.SavedModel, Report]:
+    """The rewritten SavedModel proto (a copy) and the report over all its graphs.
+
+    `target` is as for `graph_pass.reorder_graph_def`.
+    """
+    policy = load_policy(target)
     new = saved_model_pb2.SavedModel()
     new.CopyFrom(proto)
     sites = []
     for meta_graph in new.meta_graphs:
         graph_def, report = graph_pass.reorder_graph_def(
-            meta_graph.graph_def, preserve=_fetched_names(meta_graph))
+            meta_graph.graph_def, preserve=_fetched_names(meta_graph), target=policy)
         meta_graph.graph_def.CopyFrom(graph_def)
         sites.extend(report.sites)
     return new, Report(subject, tuple(sites))
@@ -112,22 +118,25 @@ def _write_fingerprint(directory: str) -> None:
 
 
 def convert_saved_model(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
-                        overwrite: bool = False) -> Report:
+                        overwrite: bool = False, target: str | Policy | None = "any") -> Report:
     """Writes a rewritten copy of the SavedModel `src` to `dst`.
 
     `src` is never modified. `dst` is written atomically (a temporary directory
     beside it, renamed at the end); an existing `dst` is replaced only with
-    ``overwrite=True``.
+    ``overwrite=True``. With a `target` other than ``"any"``, a move is made only
+    where the runtime policy measured it faster (see `tf_reorder.policy`).
 
     Example:
 
         model.export("exported")                 # a Keras model's serving SavedModel
-        report = tf_reorder.convert_saved_model("exported", "exported_reordered")
+        report = tf_reorder.convert_saved_model("exported", "exported_reordered",
+                                                target="tflite")
     """
     src, dst = os.fspath(src), os.fspath(dst)
+    policy = load_policy(target)
     proto = read_saved_model(src)
     _check_destination(src, dst, overwrite)
-    new, report = rewrite_saved_model(proto, subject=src)
+    new, report = rewrite_saved_model(proto, subject=src, target=policy)
 
     parent = os.path.dirname(os.path.abspath(dst))
     staging = tempfile.mkdtemp(dir=parent, prefix=".tf-reorder-")
