@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import numpy as np
 from keras import layers
+
+from tf_reorder.keras_pass import describe_activation
 
 # keras.applications models and our own; the value says what --activations does to them.
 MODELS = ("vgg_style", "resnet50", "inception_v3", "text_cnn", "conv3d")
@@ -110,23 +111,13 @@ def sample_input(model: keras.Model, batch: int, seed: int = 0) -> np.ndarray:
 # The activation-free twin, and the count of activation evaluations.
 
 _ACTIVATION_LAYERS = (layers.Activation, layers.ReLU, layers.LeakyReLU, layers.ELU,
-                      layers.PReLU, layers.Softmax)
-
-
-def _is_linear(activation: Any) -> bool:
-    return activation is None or getattr(activation, "__name__", "") == "linear"
+                      layers.PReLU)
 
 
 def _applies_activation(layer: keras.layers.Layer) -> bool:
-    if isinstance(layer, layers.Softmax):
-        return False  # a classifier head, not what the benchmark varies
-    if isinstance(layer, layers.Activation):
-        return not _is_linear(layer.activation) and \
-            getattr(layer.activation, "__name__", "") != "softmax"
-    if isinstance(layer, _ACTIVATION_LAYERS):
-        return True
-    activation = getattr(layer, "activation", None)
-    return not _is_linear(activation) and getattr(activation, "__name__", "") != "softmax"
+    """Whether the layer applies a non-identity activation (a softmax head does not count)."""
+    function = describe_activation(layer)
+    return function is not None and function.name != "softmax"
 
 
 def linearized(model: keras.Model) -> keras.Model:

@@ -102,14 +102,6 @@ def _pin_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _reorder(model: Any, target: str) -> tuple[Any, Any]:
-    import tf_reorder
-
-    if target == "any":
-        return tf_reorder.reorder(model, return_report=True)
-    return tf_reorder.reorder(model, return_report=True, target=target)
-
-
 def _agree(a: Any, b: Any) -> tuple[bool, float]:
     import numpy as np
 
@@ -166,6 +158,7 @@ def run_cells(runtime_names: list[str]) -> list[dict[str, Any]]:
     import gc
 
     import bench_models
+    import tf_reorder
 
     cells = []
     for model_name in FLAGS.models:
@@ -180,7 +173,8 @@ def run_cells(runtime_names: list[str]) -> list[dict[str, Any]]:
             for runtime in runtime_names:
                 target = runtime if FLAGS.target == PER_RUNTIME else FLAGS.target
                 if target not in rewritten:
-                    rewritten[target] = _reorder(model, target)
+                    rewritten[target] = tf_reorder.reorder(model, return_report=True,
+                                                            target=target)
                 reordered, report = rewritten[target]
                 base = {
                     "target": target,

@@ -143,10 +143,9 @@ def main(argv: list[str]) -> None:
     print(table(results))
     sys.stdout.flush()
     if FLAGS.out:
-        tmp = f"{FLAGS.out}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"environment": env, "results": results}, f, indent=2)
-        os.replace(tmp, FLAGS.out)
+        from results_output import write_atomic
+
+        write_atomic(FLAGS.out, json.dumps({"environment": env, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -112,14 +112,6 @@ def tflite(model: Any, x: np.ndarray, threads: int) -> Call:
     return call
 
 
-def tflite_ops(model: Any) -> list[str]:
-    """The op names of the model's TFLite conversion, in execution order."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=tflite_content(model))
-    return [op["op_name"] for op in interpreter._get_ops_details()]  # pylint: disable=protected-access
-
-
 def onnx_runtime(model: Any, x: np.ndarray, threads: int) -> Call:
     import onnxruntime
     import tf2onnx

@@ -302,11 +302,16 @@ def convert_saved_model(source: str, output: str) -> int:
     """``convert SRC_DIR DST_DIR``: writes the rewritten SavedModel to DST_DIR."""
     report = tf_reorder.convert_saved_model(source, output, overwrite=_OVERWRITE.value,
                                             target=load_target())
+    return _print_converted(report, f"wrote {output}")
+
+
+def _print_converted(report: tf_reorder.Report, wrote: str) -> int:
+    """The report (as JSON with --json) and, in text mode, what was written."""
     if _JSON.value:
         print(report.to_json())
     else:
         print(report)
-        print(f"wrote {output}")
+        print(wrote)
     return 0
 
 
@@ -323,12 +328,7 @@ def convert_model(source: str, output: str) -> int:
     except tf_reorder.ReorderError as error:
         raise CliError(f"{source}: {one_line(error)}") from error
     save_model_atomically(new, output, overwrite=_OVERWRITE.value)
-    if _JSON.value:
-        print(report.to_json())
-    else:
-        print(report)
-        print(f"wrote {output} ({_size(output)})")
-    return 0
+    return _print_converted(report, f"wrote {output} ({_size(output)})")
 
 
 def _application(name: str) -> Callable[..., Any]:
