@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_runtimes.py                       # everything, ~30 min
+    python benchmarks/bench_runtimes.py                       # everything, ~50 min
     python benchmarks/bench_runtimes.py --models=vgg_style --activations=sigmoid,relu \
         --runtimes=tflite,onnx --pairs=30
     python benchmarks/bench_runtimes.py --policy_out=tf_reorder/data/runtime_policy.json
@@ -22,8 +22,9 @@ model, `tf_reorder.reorder(model, target=--target)`, and the linear twin (the
 same weights with every activation the identity) are prepared for the runtime,
 their outputs compared (the reordered model must agree with the original),
 warmed up, and then timed in `--pairs` interleaved rounds (each round times
-every variant once, starting at a rotating position; a sample is as many
-back-to-back calls as last `--min_sample_ms`). Reported per cell: the median
+every variant once, starting at a rotating position; a sample is the best of
+`--repeats` timings of as many back-to-back calls as last `--min_sample_ms`;
+the process is pinned to one CPU, `--pin_cpu`). Reported per cell: the median
 ratio reordered/original with its interquartile range; the activation elements
 per sample before and after; the activations' share of run time (median of
 (original - linear) / original); and the limit, 1 - share x fraction of
@@ -68,8 +69,12 @@ flags.DEFINE_integer("threads", 1, "Threads for every runtime (0: each runtime's
                      lower_bound=0)
 flags.DEFINE_integer("pairs", 30, "Interleaved timing rounds per cell.", lower_bound=1)
 flags.DEFINE_integer("warmup", 3, "Untimed calls of each variant before timing.", lower_bound=1)
-flags.DEFINE_float("min_sample_ms", 20.0, "A timed sample lasts at least this long.",
-                   lower_bound=0.0)
+flags.DEFINE_float("min_sample_ms", 20.0, "A timing of back-to-back calls lasts at least "
+                   "this long.", lower_bound=0.0)
+flags.DEFINE_integer("repeats", 5, "A sample is the best of this many timings.",
+                     lower_bound=1)
+flags.DEFINE_string("pin_cpu", "last", "Pin the benchmark (and the JAX child) to one CPU: "
+                    "'last', 'none', or a CPU number.")
 flags.DEFINE_string("target", "any", "The runtime policy `reorder` is called with; "
                     "'per_runtime': each runtime's cells use the policy of that runtime.")
 flags.DEFINE_string("out", "benchmarks/results", "Directory for RESULTS.json/.md/.png.")
@@ -135,7 +140,8 @@ def measure_cell(model_name: str, activation: str, runtime: str, variants: dict[
         for _ in range(FLAGS.warmup):
             call()
     per_sample = max(timing.calls_per_sample(call, FLAGS.min_sample_ms / 1000) for call in calls)
-    rounds = timing.interleaved(calls, pairs=FLAGS.pairs, calls_per_sample=per_sample)
+    rounds = timing.interleaved(calls, pairs=FLAGS.pairs, calls_per_sample=per_sample,
+                                repeats=FLAGS.repeats)
     ratios = [r[1] / r[0] for r in rounds]
     shares = [(r[0] - r[2]) / r[0] for r in rounds]
     q1, ratio, q3 = timing.quartiles(ratios)
@@ -148,7 +154,7 @@ def measure_cell(model_name: str, activation: str, runtime: str, variants: dict[
         ms_original=timing.quartiles([r[0] for r in rounds])[1] * 1000,
         ms_reordered=timing.quartiles([r[1] for r in rounds])[1] * 1000,
         ms_linear=timing.quartiles([r[2] for r in rounds])[1] * 1000,
-        calls_per_sample=per_sample, pairs=FLAGS.pairs, error=None,
+        calls_per_sample=per_sample, repeats=FLAGS.repeats, pairs=FLAGS.pairs, error=None,
     )
     return cell
 
@@ -160,7 +166,9 @@ def run_cells(runtime_names: list[str]) -> list[dict[str, Any]]:
     import bench_models
     import tf_reorder
 
-    cells = []
+    cells: list[dict[str, Any]] = []
+    if not runtime_names:  # e.g. --runtimes=jax: the parent has nothing to time itself
+        return cells
     for model_name in FLAGS.models:
         activations = FLAGS.activations \
             if model_name in bench_models.REBUILT_WITH_EACH_ACTIVATION else ["relu"]
@@ -182,7 +190,11 @@ def run_cells(runtime_names: list[str]) -> list[dict[str, Any]]:
                     "sites": len(report.sites), "sites_moved": len(report.moved),
                     "activation_elements": total, "elements_saved": report.elements_saved,
                     "activation_elements_after": total - report.elements_saved,
+                    "unchanged": not report.moved,
                 }
+                if not report.moved:
+                    base["note"] = ("policy moved no site: the same model twice, "
+                                    "so the ratio measures noise (A/A)")
                 variants = {"original": model, "reordered": reordered, "linear": linear}
                 cell = measure_cell(model_name, activation, runtime, variants, x, base)
                 cells.append(cell)
@@ -195,7 +207,7 @@ def run_cells(runtime_names: list[str]) -> list[dict[str, Any]]:
                           f"limit {cell['limit']:.3f}, original {cell['ms_original']:.2f} ms"
                           f" [{cell['sites_moved']}/{cell['sites']} moved, target {target}]",
                           flush=True)
-            del model, linear, rewritten, variants, reordered
+            del model, linear, rewritten
             gc.collect()
     return cells
 
@@ -222,9 +234,14 @@ def run_jax_child(argv: list[str]) -> list[dict[str, Any]]:
 
 def main(argv: list[str]) -> None:
     import runtimes
+    import timing
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        cpu = timing.pin_to_cpu(FLAGS.pin_cpu)
+    except ValueError as error:
+        raise app.UsageError(f"--pin_cpu: {error}") from None
     unknown = sorted(set(FLAGS.runtimes) - set(runtimes.RUNTIMES))
     if unknown:
         raise app.UsageError(f"--runtimes: unknown {unknown}; known: {list(runtimes.RUNTIMES)}")
@@ -265,6 +282,8 @@ def main(argv: list[str]) -> None:
         "batch": FLAGS.batch,
         "image_size": FLAGS.image_size,
         "pairs": FLAGS.pairs,
+        "repeats": FLAGS.repeats,
+        "pinned_cpu": cpu,
         "target": FLAGS.target,
         "versions": _versions(),
         "runtimes": {r: runtimes.DESCRIPTIONS[r] for r in FLAGS.runtimes},

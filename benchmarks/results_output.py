@@ -53,7 +53,11 @@ def _ordered(values: Sequence[str]) -> list[str]:
 
 
 def pivot_table(cells: Sequence[dict[str, Any]]) -> str:
-    """Median ratio reordered/original per (model / activation) and runtime, limit in brackets."""
+    """Median ratio reordered/original per (model / activation) and runtime, limit in brackets.
+
+    A cell whose policy moved no site shows "kept": its two models are the same
+    computation, so the measured ratio (in brackets) is an A/A measurement of the noise.
+    """
     runtimes = _ordered([c["runtime"] for c in cells])
     rows = _ordered([_row_key(c) for c in cells])
     by_key = {(_row_key(c), c["runtime"]): c for c in cells}
@@ -67,6 +71,8 @@ def pivot_table(cells: Sequence[dict[str, Any]]) -> str:
                 entries.append("")
             elif cell.get("ratio") is None:
                 entries.append("n/a")
+            elif cell.get("unchanged"):
+                entries.append(f"kept (A/A {cell['ratio']:.3f})")
             else:
                 entries.append(f"{cell['ratio']:.3f} ({cell['limit']:.3f})")
         lines.append(f"| {row} | " + " | ".join(entries) + " |")
@@ -102,8 +108,9 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Command: `{payload['command']}`",
         "",
         f"Date {env['date']}; {env['machine']}; threads {env['threads']}; batch {env['batch']}; "
-        f"image size {env['image_size']}; {env['pairs']} interleaved rounds per cell; "
-        f"target policy `{env['target']}`.",
+        f"image size {env['image_size']}; {env['pairs']} interleaved rounds per cell, "
+        f"each sample the best of {env.get('repeats', 1)} timings; "
+        f"pinned to CPU {env.get('pinned_cpu')}; target policy `{env['target']}`.",
         "",
         f"Versions: {versions}.",
         "",

@@ -23,6 +23,13 @@ def test_helpfull_lists_the_flags(script):
     assert "--repeats" in result.stdout and "--out" in result.stdout
 
 
+def test_tf_kernels_helpfull_and_bad_model():
+    result = run_binary("tf_kernels.py", "--helpfull")
+    assert result.returncode == 0 and "--activation" in result.stdout, result.stderr
+    result = run_binary("tf_kernels.py", "--model=lenet")
+    assert result.returncode != 0 and "unknown 'lenet'" in result.stderr
+
+
 def test_graph_pass_speed_writes_its_table_and_json(tmp_path):
     out = tmp_path / "speed.json"
     result = run_binary("graph_pass_speed.py", "--sizes=100,300", "--repeats=1",
@@ -61,6 +68,7 @@ def test_unknown_flag_is_a_usage_error():
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import bench_models  # noqa: E402
 import results_output  # noqa: E402
+import tf_kernels  # noqa: E402
 import timing  # noqa: E402
 
 
@@ -70,6 +78,29 @@ def test_interleaved_rotates_the_first_variant():
     rounds = timing.interleaved(calls, pairs=3, calls_per_sample=1)
     assert order == [0, 1, 2, 1, 2, 0, 2, 0, 1]
     assert len(rounds) == 3 and all(len(r) == 3 and min(r) >= 0 for r in rounds)
+
+
+def test_a_sample_is_the_best_of_its_repeats():
+    import time
+
+    delays = iter([0.03, 0.001, 0.02])
+    assert timing.sample(lambda: time.sleep(next(delays)), calls=1, repeats=3) < 0.015
+    delays = iter([0.001, 0.001])
+    assert timing.sample(lambda: time.sleep(next(delays)), calls=2) < 0.015
+
+
+def test_pin_to_cpu_pins_and_refuses_a_cpu_it_may_not_use():
+    allowed = os.sched_getaffinity(0)
+    try:
+        assert timing.pin_to_cpu("none") is None and os.sched_getaffinity(0) == allowed
+        cpu = timing.pin_to_cpu("last")
+        assert cpu == max(allowed) and os.sched_getaffinity(0) == {cpu}
+        with pytest.raises(ValueError, match="not available"):
+            timing.pin_to_cpu(str(max(allowed) + 1))
+        with pytest.raises(ValueError, match="'last', 'none' or a CPU number"):
+            timing.pin_to_cpu("fast")
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def test_quartiles_and_limit():
@@ -107,6 +138,20 @@ def test_pivot_table_marks_unavailable_cells():
     ]
     table = results_output.pivot_table(cells)
     assert "| m / relu | 0.900 (0.800) | n/a |" in table
+    kept = [dict(cells[0], unchanged=True, ratio=1.004)]
+    assert "| m / relu | kept (A/A 1.004) |" in results_output.pivot_table(kept)
+
+
+def test_tf_kernels_sees_grappler_move_softplus_in_the_original():
+    """Grappler's arithmetic optimizer moves Softplus after MaxPool by itself: in the
+    original, the pooled block's Softplus already runs on the pooled shape."""
+    model = bench_models.build("vgg_style", "softplus", 32)
+    x = bench_models.sample_input(model, 1)
+    rows = tf_kernels.kernel_times(model, x, runs=1)
+    shapes = {name: shape for name, op, shape, _ in rows if op == "Softplus"}
+    assert len(shapes) == 8, rows
+    assert shapes["vgg_style_1/block1_conv2_1/Softplus"] == [1, 16, 16, 32]
+    assert shapes["vgg_style_1/block1_conv1_1/Softplus"] == [1, 32, 32, 32]
 
 
 def test_write_atomic_replaces_and_leaves_no_temporary(tmp_path):
