@@ -68,7 +68,7 @@ def test_unknown_flag_is_a_usage_error():
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import bench_models  # noqa: E402
 import results_output  # noqa: E402
-import tf_kernels  # noqa: E402
+import tf_kernel_stats  # noqa: E402
 import timing  # noqa: E402
 
 
@@ -147,7 +147,7 @@ def test_tf_kernels_sees_grappler_move_softplus_in_the_original():
     original, the pooled block's Softplus already runs on the pooled shape."""
     model = bench_models.build("vgg_style", "softplus", 32)
     x = bench_models.sample_input(model, 1)
-    rows = tf_kernels.kernel_times(model, x, runs=1)
+    rows = tf_kernel_stats.kernel_times(model, x, runs=1)
     shapes = {name: shape for name, op, shape, _ in rows if op == "Softplus"}
     assert len(shapes) == 8, rows
     assert shapes["vgg_style_1/block1_conv2_1/Softplus"] == [1, 16, 16, 32]

@@ -15,10 +15,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from tf_reorder.algebra import register_monotone, unregister_monotone
-from tf_reorder.errors import ReorderError
+from tf_reorder.errors import ReorderError, require_bool
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
 
@@ -67,8 +68,8 @@ def reorder(model: Any, *, return_report: bool = False,
 
     Raises:
       ReorderError: ``model`` is not a model that can be walked (not a Keras
-        model, subclassed, unbuilt), or ``target`` is unknown or its policy
-        file cannot be read.
+        model, subclassed, unbuilt), ``target`` is unknown or its policy
+        file cannot be read, or ``return_report`` is not a bool.
 
     Example:
 
@@ -81,6 +82,7 @@ def reorder(model: Any, *, return_report: bool = False,
     """
     from tf_reorder import keras_pass
 
+    require_bool("return_report", return_report)
     new, report = keras_pass.reorder(model, target)
     return (new, report) if return_report else new
 
@@ -94,6 +96,12 @@ def reorder_graph_def(graph_def: Any, *, preserve: Any = (),
     kept automatically, and every name something refers to keeps its meaning.
     ``target`` is as for `reorder`.
 
+    Raises:
+      ReorderError: ``graph_def`` is not a ``GraphDef`` or has two nodes (or two
+        nodes of one library function) with the same name; ``preserve`` is not
+        a list of names or names a node the graph does not have (a typo there
+        would let the pass change a value you fetch); ``target`` is bad.
+
     Example:
 
         graph_def = fn.get_concrete_function(spec).graph.as_graph_def(add_shapes=True)
@@ -102,7 +110,50 @@ def reorder_graph_def(graph_def: Any, *, preserve: Any = (),
     """
     from tf_reorder import graph_pass
 
+    preserve = _check_graph_def(graph_def, preserve)
     return graph_pass.reorder_graph_def(graph_def, preserve=preserve, target=target)
+
+
+def _check_graph_def(graph_def: Any, preserve: Any) -> tuple[str, ...]:
+    """``preserve`` as a tuple; `ReorderError` for a GraphDef the pass would misread
+    or a bad ``preserve``."""
+    from tensorflow.core.framework import graph_pb2  # pylint: disable=g-import-not-at-top
+
+    if not isinstance(graph_def, graph_pb2.GraphDef):
+        raise ReorderError(f"expected a GraphDef, got {type(graph_def).__name__}")
+    if isinstance(preserve, (str, bytes)) or not isinstance(preserve, Iterable):
+        hint = f" (did you mean [{preserve!r}]?)" if isinstance(preserve, str) else ""
+        raise ReorderError(f"preserve must be a list of node or tensor names, not "
+                           f"{type(preserve).__name__}{hint}")
+    preserve = tuple(preserve)
+    names = {node.name for node in graph_def.node}
+    if len(names) != len(graph_def.node):
+        raise ReorderError(f"the GraphDef has two nodes named '{_duplicate(graph_def.node)}'; "
+                           "it is not a valid graph")
+    for function in graph_def.library.function:
+        if len({node.name for node in function.node_def}) != len(function.node_def):
+            raise ReorderError(f"function '{function.signature.name}' of the GraphDef has two "
+                               f"nodes named '{_duplicate(function.node_def)}'; it is not a "
+                               "valid graph")
+    for name in preserve:
+        if not isinstance(name, str):
+            raise ReorderError(f"preserve must hold node or tensor names (str), not "
+                               f"{type(name).__name__} {name!r:.40}")
+        node = name.lstrip("^").split(":")[0]
+        if node not in names:
+            raise ReorderError(f"preserve names '{name}', but the GraphDef has no node "
+                               f"'{node}'")
+    return preserve
+
+
+def _duplicate(nodes: Iterable[Any]) -> str:
+    """The first node name that occurs twice in ``nodes``."""
+    seen = set()
+    for node in nodes:
+        if node.name in seen:
+            return node.name
+        seen.add(node.name)
+    return "?"
 
 
 def reorder_function(concrete_function: Any, *,
@@ -118,9 +169,23 @@ def reorder_function(concrete_function: Any, *,
 
         fn = tf.function(model).get_concrete_function(tf.TensorSpec([1, 224, 224, 3]))
         fast, report = tf_reorder.reorder_function(fn, target="tf")
+
+    Raises:
+      ReorderError: ``concrete_function`` is not a ConcreteFunction (a
+        ``tf.function`` itself is refused with how to get one), or ``target``
+        is bad.
     """
     from tf_reorder import graph_pass
 
+    if hasattr(concrete_function, "get_concrete_function") and \
+            not hasattr(concrete_function, "graph"):
+        if getattr(concrete_function, "input_signature", None) is not None:
+            how = "call its get_concrete_function() first"
+        else:
+            how = ("it has no input_signature: call get_concrete_function(tf.TensorSpec(shape, "
+                   "dtype), ...) on it first")
+        raise ReorderError(f"expected a ConcreteFunction, got a tf.function "
+                           f"({type(concrete_function).__name__}); {how}")
     return graph_pass.reorder_function(concrete_function, target=target)
 
 
@@ -133,6 +198,14 @@ def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,
     recomputed. `dst` is written atomically and an existing one is replaced only
     with ``overwrite=True``; `src` is never modified. ``target`` is as for
     `reorder`.
+
+    Raises:
+      ReorderError: `src` is not a readable SavedModel, or `dst` is refused (it
+        exists without ``overwrite``, it is `src` or inside it, it contains
+        `src`, its directory is missing or not writable), or an argument has
+        the wrong type.
+      OSError: writing failed part way (disk full, I/O error); nothing is left
+        at `dst` or beside it.
 
     Example:
 

@@ -13,12 +13,14 @@ Usage:
   tf-reorder convert SAVED_MODEL_DIR OUT_DIR [--overwrite] [--json] [--target=RUNTIME]
       Rewrite IN and save the result to OUT (a plain Keras model made of
       stock layers, with the original weights). IN is never modified. OUT is
-      written atomically (a temporary file in OUT's directory, then a rename),
+      written atomically (in a hidden .tf-reorder-*.partial directory beside
+      it, then renamed; a run killed meanwhile leaves only that directory),
       and an existing OUT is replaced only with --overwrite. OUT must end in
-      .keras, must not be IN, and its directory must exist. A SavedModel
-      directory (e.g. from model.export()) is converted to another directory:
-      every signature's and restored function's graph is rewritten, variables/
-      and assets/ are copied byte for byte, and the fingerprint is recomputed.
+      .keras, must not be IN, and its directory must exist and be writable.
+      A SavedModel directory (e.g. from model.export()) is converted to another
+      directory: every signature's and restored function's graph is rewritten,
+      variables/ and assets/ are copied byte for byte, and the fingerprint is
+      recomputed.
 
   tf-reorder demo [--model=VGG16] [--batch=1] [--seed=0] [--out=PATH.keras]
                   [--target=RUNTIME]
@@ -54,7 +56,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import difflib  # noqa: E402
+import json  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -70,6 +74,9 @@ from tf_reorder.policy import RUNTIMES  # noqa: E402
 
 PROG = "tf-reorder"
 MAX_MESSAGE = 300  # characters of an error message that reach the user
+DEMO_IMAGE_SHAPE = (224, 224, 3)  # demo: for models that take images of any size
+# Outputs are written in <OUT's directory>/.tf-reorder-XXXXXXXX.partial/, then renamed.
+STAGING_PREFIX, STAGING_SUFFIX = ".tf-reorder-", ".partial"
 
 _JSON = flags.DEFINE_bool(
     "json", False, "inspect, convert: print the report as JSON instead of a table.")
@@ -144,9 +151,15 @@ def _describe_load_error(error: BaseException) -> str:
         chain.append(current)
         current = current.__cause__ or current.__context__
     for item in chain:
-        match = re.search(r"Could not (?:locate|deserialize) (\w+) '([^']+)'", str(item))
+        text = str(item)
+        if "deserialization of a `Lambda` layer" in text:
+            return ("it has a Lambda layer (Python code), which Keras loads only with "
+                    "safe_mode=False; if you trust the file, load it in Python that way and "
+                    "call tf_reorder.reorder")
+        match = re.search(r"Could not (?:locate|deserialize) (?:(\w+) )?'([^']+)'", text)
         if match:
             kind, name = match.groups()
+            kind = kind or "class"
             return (f"the model uses the {kind} '{name}', which Keras cannot find: a custom "
                     f"{kind} must be registered with "
                     "@keras.saving.register_keras_serializable and imported before loading")
@@ -164,8 +177,10 @@ def _describe_load_error(error: BaseException) -> str:
 
 def check_input(path: str) -> None:
     """Raises `CliError` unless ``path`` looks like a readable ``.keras`` file."""
+    if not path:
+        raise CliError("the input path is empty")
     if not os.path.exists(path):
-        raise CliError(f"{path}: no such file")
+        raise CliError(f"{path}: no such file or directory")
     if os.path.isdir(path):
         raise CliError(f"{path}: is a directory, not a .keras file")
     if not os.access(path, os.R_OK):
@@ -187,17 +202,27 @@ def check_input(path: str) -> None:
         raise CliError(f"{path}: not a readable .keras file: {one_line(error)}") from error
     if "config.json" not in names:
         raise CliError(f"{path}: not a .keras file (the zip archive has no config.json)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, zipfile.BadZipFile, ValueError) as error:  # JSON and UTF-8 errors
+        raise CliError(f"{path}: not a .keras file (its config.json is not readable JSON: "
+                       f"{one_line(error)})") from error
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise CliError(f"{path}: not a .keras file (its config.json is not a Keras object "
+                       "config: no class_name)")
 
 
 def check_output(path: str, *, overwrite: bool, source: str | None = None) -> None:
     """Raises `CliError` if the model cannot (or must not) be written to ``path``."""
+    if not path:
+        raise CliError("the output path is empty")
     if not path.endswith(".keras"):
         raise CliError(f"{path}: the output must end in .keras")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise CliError(f"{path}: the output directory {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise CliError(f"{path}: cannot write to the output directory {directory}")
+        missing = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise CliError(f"{path}: the output directory {directory} {missing}")
     if os.path.isdir(path):
         raise CliError(f"{path}: is a directory")
     if source is not None and os.path.exists(path) and os.path.samefile(path, source):
@@ -205,6 +230,24 @@ def check_output(path: str, *, overwrite: bool, source: str | None = None) -> No
                        "(the input is never modified, even with --overwrite)")
     if os.path.lexists(path) and not overwrite:
         raise CliError(f"{path}: already exists (use --overwrite to replace it)")
+    # Try, rather than ask os.access: root passes access checks on a read-only mount.
+    os.rmdir(_staging_directory(path))
+
+
+def _staging_directory(path: str) -> str:
+    """A new hidden directory beside ``path`` to save into; `CliError` if it cannot be made.
+
+    Named ``.tf-reorder-XXXXXXXX.partial``, it never looks like the output. A
+    process killed while saving leaves it behind; nothing removes it later
+    (another run may be saving into the same directory), and it is safe to
+    delete once none is.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        return tempfile.mkdtemp(dir=directory, prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX)
+    except OSError as error:
+        raise CliError(f"{path}: cannot write to the output directory {directory}: "
+                       f"{error.strerror or one_line(error)}") from error
 
 
 def load_model(path: str) -> Any:
@@ -225,29 +268,29 @@ def load_model(path: str) -> Any:
 
 
 def save_model_atomically(model: Any, path: str, *, overwrite: bool) -> None:
-    """Saves ``model`` to ``path`` via a temporary file in the same directory.
+    """Saves ``model`` to ``path`` via a hidden directory beside it, then a rename.
 
     Nothing is left at ``path`` (or in its directory) if saving fails. Without
     ``overwrite`` an output that appeared meanwhile is not replaced either.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".tf-reorder-", suffix=".keras")
-    os.close(fd)
+    staging = _staging_directory(path)
+    temp = os.path.join(staging, os.path.basename(path))
     try:
         logging.info("saving to %s (via %s)", path, temp)
         start = time.perf_counter()
-        model.save(temp, overwrite=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp creates 0600; give it a normal mode
+        try:
+            model.save(temp, overwrite=True)
+        except Exception as error:  # disk full, I/O error, or Keras refusing the model
+            reason = error.strerror if isinstance(error, OSError) and error.strerror \
+                else one_line(error)
+            raise CliError(f"{path}: cannot save the model: {reason}") from error
         if overwrite:
             os.replace(temp, path)
         else:
             _link_no_clobber(temp, path)
         logging.info("saved in %.2f s", time.perf_counter() - start)
     finally:
-        if os.path.lexists(temp):
-            os.unlink(temp)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _link_no_clobber(temp: str, path: str) -> None:
@@ -374,7 +417,10 @@ def run_demo() -> int:
 
     start = time.perf_counter()
     model = builder(weights=None)
-    print(f"built {_MODEL.value} (weights=None, {model.count_params():,} parameters) "
+    if None in model.input_shape[1:]:  # e.g. MobileNetV3: any image size; fix one to count
+        model = builder(weights=None, input_shape=DEMO_IMAGE_SHAPE)
+    print(f"built {_MODEL.value} (weights=None, {model.count_params():,} parameters, input "
+          f"{model.input_shape[1:]}) "
           f"in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     new, report = tf_reorder.reorder(model, return_report=True, target=policy)

@@ -262,8 +262,8 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
     if verdict:
         verdict = (algebra.worth_moving(before, after) if before is not None and after is not None
                    else algebra.worth_moving_any_size(
-                       [dataclasses.replace(step, shrinks=_shrinks(n))
-                        for step, n in zip(steps[:landing], crossed, strict=True)]))
+                       [_sized_step(step, n) for step, n in zip(steps[:landing], crossed,
+                                                               strict=True)]))
     allowed = verdict.ok  # by the rules; the site then reports where it would land
     if verdict and policy is not None:
         verdict = policy.decide(function.family)
@@ -285,6 +285,17 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
         policy=policy.label if policy is not None else "any",
     )
     return _Candidate(node, function, crossed if verdict else [], site)
+
+
+def _sized_step(step: Step, node: node_def_pb2.NodeDef) -> Step:
+    """The step as the size rule for unknown shapes sees it.
+
+    MirrorPad moves data, so any f crosses it, but it enlarges the tensor like a
+    pad: where sizes are unknown, a path through it cannot be shown to remove work.
+    """
+    if node.op == "MirrorPad":
+        return dataclasses.replace(step, kind=StepKind.ZERO_PADDING)
+    return dataclasses.replace(step, shrinks=_shrinks(node))
 
 
 def _dtype(node: node_def_pb2.NodeDef) -> int | None:
@@ -544,7 +555,11 @@ def reorder_function(concrete_function: Any, *,
                              strict=True))
         outputs = tf.graph_util.import_graph_def(
             new_graph_def, input_map=input_map, return_elements=fetches, name="reordered")
-        return tf.nest.pack_sequence_as(concrete_function.structured_outputs, outputs,
+        # A None the function returns has no output tensor: it stays None.
+        remaining = iter(outputs)
+        flat = [None if item is None else next(remaining) for item in
+                tf.nest.flatten(concrete_function.structured_outputs, expand_composites=True)]
+        return tf.nest.pack_sequence_as(concrete_function.structured_outputs, flat,
                                         expand_composites=True)
 
     # Functions that reach a graph through import_graph_def are not registered with

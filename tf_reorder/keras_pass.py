@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -169,19 +170,61 @@ class _Graph:
         self.functional = functional
         self.calls: list[_Call] = []
         self.consumers: dict[int, list[_Call]] = {}
-        for depth in sorted(functional._nodes_by_depth, reverse=True):
-            for node in functional._nodes_by_depth[depth]:
-                if node.operation is None or node.is_input:
-                    continue
-                call = _Call(node.operation, node, len(self.calls),
-                             list(node.input_tensors), list(keras.tree.flatten(node.outputs)))
-                self.calls.append(call)
-                for tensor in call.inputs:
-                    self.consumers.setdefault(id(tensor), []).append(call)
+        nodes = [node for depth in sorted(functional._nodes_by_depth, reverse=True)
+                 for node in functional._nodes_by_depth[depth]
+                 if node.operation is not None and not node.is_input]
+        for node in _in_call_order(nodes):
+            call = _Call(node.operation, node, len(self.calls),
+                         list(node.input_tensors), list(keras.tree.flatten(node.outputs)))
+            self.calls.append(call)
+            for tensor in call.inputs:
+                self.consumers.setdefault(id(tensor), []).append(call)
         self.output_ids = {id(t) for t in functional.outputs}
 
     def consumers_of(self, tensor: Any) -> list[_Call]:
         return self.consumers.get(id(tensor), [])
+
+
+def _in_call_order(nodes: list[Any]) -> list[Any]:
+    """`nodes` (topologically ordered) reordered so each layer's calls keep their order.
+
+    The rebuild calls layers in this order, so a shared layer's nodes keep their
+    order in its config, and reordering a reordered model gives the same config.
+    Each layer's calls are ordered as they were made (their index in
+    ``_inbound_nodes``), which is also a topological order, so the extra edges
+    from each call to the layer's next one leave the graph acyclic; ties keep the
+    order of `nodes`.
+    """
+    rank = {id(node): i for i, node in enumerate(nodes)}
+    producer = {id(t): node for node in nodes for t in keras.tree.flatten(node.outputs)}
+    users: dict[int, list[Any]] = {}
+    waiting: dict[int, int] = {}
+    by_layer: dict[int, list[Any]] = {}
+    for node in nodes:
+        by_layer.setdefault(id(node.operation), []).append(node)
+    previous: dict[int, Any] = {}
+    for calls in by_layer.values():
+        calls.sort(key=lambda node: node.operation._inbound_nodes.index(node))
+        previous.update((id(b), a) for a, b in zip(calls, calls[1:]))
+    for node in nodes:
+        deps = {id(producer[id(t)]): producer[id(t)] for t in node.input_tensors
+                if id(t) in producer}
+        if id(node) in previous:
+            deps[id(previous[id(node)])] = previous[id(node)]
+        waiting[id(node)] = len(deps)
+        for dep in deps:
+            users.setdefault(dep, []).append(node)
+    ready = [(rank[id(node)], node) for node in nodes if not waiting[id(node)]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        for user in users.get(id(node), []):
+            waiting[id(user)] -= 1
+            if not waiting[id(user)]:
+                heapq.heappush(ready, (rank[id(user)], user))
+    return order
 
 
 def _elements(tensor: Any, calls: int = 1) -> int | None:
@@ -365,31 +408,50 @@ class _Analyzer:
         producers = {id(c.outputs[0]): c for c in inner_graph.calls if c.outputs}
         inner_outputs = list(inner_graph.functional.outputs)
         for inner_out, outer_out in zip(inner_outputs, call.outputs):
-            activation_call = producers.get(id(inner_out))
-            if activation_call is None or _is_walkable(activation_call.layer):
-                continue
-            function = describe_activation(activation_call.layer)
-            if function is None:
-                continue
-            name = f"{call.layer.name}/{activation_call.layer.name}"
-            problem = self._boundary_problem(call, inner, activation_call, inner_out, name)
-            site, move = _analyze_site(plan, activation_call, function, start=outer_out,
-                                       label=name, problem=problem, policy=self.policy)
-            if site is None:
-                continue
-            sites.append(site)
-            if move is not None:
+            moved_after: _Call | None = None  # the standalone activation that just left
+            limit: int | None = None
+            # A standalone activation that leaves may take the activation before it
+            # along (as one graph's walk crosses a skipped activation), landing no
+            # further than it so the two keep their order.
+            while True:
+                activation_call = producers.get(id(inner_out))
+                if activation_call is None or _is_walkable(activation_call.layer):
+                    break
+                function = describe_activation(activation_call.layer)
+                if function is None:
+                    break
+                name = f"{call.layer.name}/{activation_call.layer.name}"
+                problem = self._boundary_problem(call, inner, activation_call, inner_out, name,
+                                                 moved_after)
+                site, move = _analyze_site(plan, activation_call, function, start=outer_out,
+                                           label=name, problem=problem, policy=self.policy,
+                                           limit_position=limit)
+                if site is None:
+                    break
+                sites.append(site)
+                if move is None:
+                    break
                 move.crosses_boundary = True
                 self._record(plan, move, inner=inner)
+                if move.fused or len(activation_call.inputs) != 1:
+                    break
+                moved_after, limit = activation_call, move.landing.position
+                inner_out = activation_call.inputs[0]
         return sites
 
     def _boundary_problem(self, call: _Call, inner: _ModelPlan, activation_call: _Call,
-                          inner_out: Any, name: str) -> str:
-        """Why an activation may not leave its nested model ("" if it may)."""
+                          inner_out: Any, name: str, moved_after: _Call | None = None) -> str:
+        """Why an activation may not leave its nested model ("" if it may).
+
+        `moved_after`: the activation that consumed `inner_out` and left already.
+        """
         calls = self.model_calls.get(id(inner.model), 0)
-        others = inner.graph.consumers_of(inner_out)
+        others = [c for c in inner.graph.consumers_of(inner_out) if c is not moved_after]
         if calls > 1:
             return f"nested model '{call.layer.name}' is called at {calls} places"
+        if moved_after is not None and any(
+                t is inner_out for t in inner.graph.functional.outputs):
+            return f"'{name}' is also returned by '{call.layer.name}'"
         if others:
             return f"inside '{call.layer.name}', the output of '{name}' also feeds " + \
                 ", ".join(f"'{c.layer.name}'" for c in others)
@@ -428,17 +490,17 @@ class _Path:
 
 
 def _walk(graph: _Graph, start: Any, start_name: str,
-          skipped: dict[int, int] | None = None) -> _Path:
+          skipped: dict[int, int] | None = None, limit_position: int | None = None) -> _Path:
     """The chain of data movement and pools that the output of an activation feeds.
 
     A standalone activation in `skipped` (it moves to its own landing pool) is
     crossed like data movement, but the walk's activation may land no further
-    than that pool, so the two keep their order.
+    than that pool, so the two keep their order. `limit_position` sets that
+    limit from the start (an activation that left a nested model after another).
     """
     skipped = skipped or {}
     calls: list[_Call] = []
     steps: list[Step] = []
-    limit_position: int | None = None
     tensor, name = start, start_name
     while True:
         consumers = graph.consumers_of(tensor)
@@ -491,7 +553,8 @@ def _first_pool_beyond(graph: _Graph, tensor: Any) -> _Call | None:
 
 def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
                   start: Any = None, label: str | None = None, problem: str = "",
-                  policy: Policy | None = None) -> tuple[Site | None, _Move | None]:
+                  policy: Policy | None = None,
+                  limit_position: int | None = None) -> tuple[Site | None, _Move | None]:
     """Decides one candidate: the activation applied by `call`.
 
     For an activation that is the output of a nested model, `call` is in the
@@ -504,7 +567,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
     layer = call.layer
     fused = type(layer) in PRODUCER_TYPES
     activation_out = call.outputs[0] if start is None else start
-    path = _walk(graph, activation_out, label or layer.name, plan.skipped)
+    path = _walk(graph, activation_out, label or layer.name, plan.skipped, limit_position)
     if path.pool_reachable is None:
         return None, None  # the activation feeds no pool: not a candidate
 

@@ -14,21 +14,27 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from typing import Any
 
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tf_reorder import graph_pass
-from tf_reorder.errors import ReorderError
+from tf_reorder.errors import ReorderError, require_bool, require_path
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report
 
 SAVED_MODEL_PB = "saved_model.pb"
 FINGERPRINT_PB = "fingerprint.pb"
+# The output is built in <dst's directory>/.tf-reorder-XXXXXXXX.partial/ (hidden, never
+# the output's name) and renamed into place; see `_staging_directory`.
+STAGING_PREFIX, STAGING_SUFFIX = ".tf-reorder-", ".partial"
 
 
 def is_saved_model(path: str | os.PathLike[str]) -> bool:
@@ -105,7 +111,92 @@ def _check_destination(src: str, dst: str, overwrite: bool) -> None:
         raise ReorderError(f"{dst}: exists and is not a directory")
     parent = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(parent):
-        raise ReorderError(f"{dst}: the parent directory {parent} does not exist")
+        missing = "is not a directory" if os.path.exists(parent) else "does not exist"
+        raise ReorderError(f"{dst}: the parent directory {parent} {missing}")
+
+
+def _staging_directory(dst: str) -> str:
+    """A new hidden directory beside `dst` to build the output in.
+
+    Its name, ``.tf-reorder-XXXXXXXX.partial``, is never the output's. A process
+    killed while writing leaves it behind; nothing removes it later (another
+    conversion into the same directory may be using it), and it is safe to
+    delete once no conversion is running.
+    """
+    parent = os.path.dirname(os.path.abspath(dst))
+    try:
+        return tempfile.mkdtemp(dir=parent, prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX)
+    except OSError as error:
+        raise ReorderError(f"{dst}: cannot write to the directory {parent}: "
+                           f"{error.strerror or error}") from error
+
+
+def _copy_tree(src: str, dst: str, skip: Collection[str] = ()) -> None:
+    """Copies the directory `src` to a new `dst` (symlinks as symlinks), but `skip`.
+
+    Unlike `shutil.copytree`, the first failure is raised as it is (an `OSError`
+    with its errno), not gathered into a `shutil.Error`.
+    """
+    os.mkdir(dst)
+    with os.scandir(src) as entries:
+        for entry in entries:
+            if entry.name in skip:
+                continue
+            target = os.path.join(dst, entry.name)
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            elif entry.is_dir():
+                _copy_tree(entry.path, target)
+            else:
+                shutil.copy2(entry.path, target)
+    shutil.copystat(src, dst)
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swaps the paths `a` and `b` (Linux renameat2); False if unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not glibc >= 2.28, or not Linux
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # the file system cannot
+        return False
+    raise OSError(code, os.strerror(code), b)
+
+
+def _publish(staged: str, dst: str, old: str) -> None:
+    """Moves the finished `staged` directory to `dst`; an existing `dst` ends up at `old`.
+
+    Replacing is one atomic exchange where the kernel and file system support
+    it; otherwise two renames, with a moment in which `dst` does not exist.
+    """
+    if not os.path.lexists(dst):
+        os.rename(staged, dst)
+    elif _exchange(staged, dst):
+        os.rename(staged, old)
+    else:
+        os.rename(dst, old)
+        try:
+            os.rename(staged, dst)
+        except OSError:
+            os.rename(old, dst)
+            raise
+
+
+def _output_error(dst: str, error: OSError) -> OSError:
+    """`error` (same type and errno) with a message about `dst`, not a temporary path."""
+    new = type(error)(f"{dst}: cannot write the output: {error.strerror or error}; "
+                      "nothing was written")
+    new.errno = error.errno  # (not strerror: str(new) would become "[Errno N] strerror")
+    return new
 
 
 def _write_fingerprint(directory: str) -> None:
@@ -126,39 +217,37 @@ def convert_saved_model(src: str | os.PathLike[str], dst: str | os.PathLike[str]
     ``overwrite=True``. With a `target` other than ``"any"``, a move is made only
     where the runtime policy measured it faster (see `tf_reorder.policy`).
 
+    Raises:
+      ReorderError: `src` is not a readable SavedModel; `dst` is refused (it exists
+        and ``overwrite`` is False, it is `src` or inside it, it contains `src`,
+        its directory is missing or cannot be written); an argument has the
+        wrong type.
+      OSError: writing failed part way (e.g. the disk is full); the message names
+        `dst`, and nothing is left at `dst` or beside it.
+
     Example:
 
         model.export("exported")                 # a Keras model's serving SavedModel
         report = tf_reorder.convert_saved_model("exported", "exported_reordered",
                                                 target="tflite")
     """
-    src, dst = os.fspath(src), os.fspath(dst)
+    src, dst = require_path("src", src), require_path("dst", dst)
+    require_bool("overwrite", overwrite)
     policy = load_policy(target)
     proto = read_saved_model(src)
     _check_destination(src, dst, overwrite)
-    new, report = rewrite_saved_model(proto, subject=src, target=policy)
-
-    parent = os.path.dirname(os.path.abspath(dst))
-    staging = tempfile.mkdtemp(dir=parent, prefix=".tf-reorder-")
+    staging = _staging_directory(dst)
     try:
-        target = os.path.join(staging, "model")
-        shutil.copytree(src, target, symlinks=True,
-                        ignore=lambda d, names: [n for n in names if os.path.samefile(d, src)
-                                                 and n in (SAVED_MODEL_PB, FINGERPRINT_PB)])
-        with open(os.path.join(target, SAVED_MODEL_PB), "wb") as f:
+        new, report = rewrite_saved_model(proto, subject=src, target=policy)
+        staged = os.path.join(staging, "model")
+        _copy_tree(src, staged, skip=(SAVED_MODEL_PB, FINGERPRINT_PB))
+        with open(os.path.join(staged, SAVED_MODEL_PB), "wb") as f:
             f.write(new.SerializeToString(deterministic=True))
         if os.path.exists(os.path.join(src, FINGERPRINT_PB)):
-            _write_fingerprint(target)
-        if os.path.lexists(dst):  # overwrite: move the old one aside, then swap
-            old = os.path.join(staging, "old")
-            os.rename(dst, old)
-            try:
-                os.rename(target, dst)
-            except OSError:
-                os.rename(old, dst)
-                raise
-        else:
-            os.rename(target, dst)
+            _write_fingerprint(staged)
+        _publish(staged, dst, os.path.join(staging, "old"))
+    except OSError as error:  # disk full, I/O error: report it as the output's problem
+        raise _output_error(dst, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logging.info("converted %s -> %s: %d of %d sites moved", src, dst, len(report.moved),

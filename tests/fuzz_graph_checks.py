@@ -1,0 +1,547 @@
+"""Differential checks of the graph pass on one graph from `fuzz_graphs`.
+
+`check_graph(case)` rewrites the case's ConcreteFunction with `reorder_graph_def`
+and `reorder_function` and raises `FuzzFailure` (an AssertionError whose message
+holds the case's description and the report) unless:
+
+- outputs equal the original's on two input sets (the inputs, and their
+  negation so that a tf.cond takes its other branch): bitwise where every
+  activation in the graph is piecewise linear (`case.exact`), else within rtol
+  and atol 1e-6 for float32 (1e-3 float16, 1e-2 bfloat16, 1e-12 float64). The
+  reference is the original GraphDef in a tf.compat.v1 Session with Grappler
+  off. `reorder_graph_def`'s result runs the same way (fetches: the function's
+  output tensors, also passed as `preserve`); `reorder_function`'s result is
+  called as TF calls functions (Grappler on). Where TF's runtime gets the
+  original function itself wrong (a Grappler bug: see
+  tests/regressions/test_graph_grappler_cond.py), the rewritten function's graph
+  is checked in a Session instead;
+- the input GraphDef and the input function's graph are unchanged (bytes);
+- the moves and the report agree with a count made here from the graphs alone:
+  an activation moved where its node name now holds another op and an activation
+  of its type reads that node (the names swap, as documented); the report must
+  list exactly those, and its `elements_saved` must equal the sum of their
+  savings computed from the static shapes of the original graph's tensors (the
+  FuncGraphs behind the library functions; `saving_per_sample`). Control edges
+  still join the same computations (`_check_control_edges`). A move whose sizes
+  are not static adds no work on the inputs at hand (top-level graph only);
+- idempotence: a second pass moves nothing and returns the same bytes, with one
+  legitimate exception, the documented limitation "chains of moving activations
+  in graphs are not idempotent within one pass": an activation that fed (through
+  ops it may cross) another activation which moved, as in ``f1 -> f2 -> pool``
+  or ``f1 -> pool -> f2 -> pool``, can move only once that one has. So each later
+  pass may move only such chained activations, keeps the outputs, and the passes
+  reach a fixed point (nothing moved, same bytes) within as many passes as the
+  graph has activations;
+- `reorder_function` on its own result moves as many sites as the second
+  GraphDef pass did, and keeps the outputs;
+- with extra top-level tensors also fetched and preserved (activations, ops
+  between, pools: `case.extra_fetches`), those keep their values too;
+- the same holds for the GraphDef with its Identity nodes removed
+  (`strip_identities`, as an optimizer leaves a graph), where function outputs
+  and other consumers read activations and pools directly.
+
+Example:
+
+    check_graph(fuzz_graphs.random_graph(17))  # raises FuzzFailure on a failure
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import graph_pb2
+from tensorflow.core.protobuf import config_pb2
+
+import tf_reorder
+from fuzz_graphs import ACTIVATION_OP_TYPES, GraphCase
+
+TOLERANCE = {"bfloat16": 1e-2, "float16": 1e-3, "float32": 1e-6, "float64": 1e-12}
+# Ops an activation may cross or land after, as far as this test's chain check goes.
+_STEP_OPS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "ExpandDims", "MirrorPad",
+                       "Pad", "PadV2", "MaxPool", "MaxPoolV2", "MaxPool3D", "Max",
+                       "MaxPoolWithArgmax"})
+_SESSION_CONFIG = config_pb2.ConfigProto()
+_SESSION_CONFIG.graph_options.rewrite_options.disable_meta_optimizer = True
+
+
+class FuzzFailure(AssertionError):
+    """A check failed on a random graph; the message names the seed and the graph."""
+
+
+def check_graph(case: GraphCase) -> None:
+    """Runs every check on `case`; raises `FuzzFailure` on the first that fails.
+
+    Example:
+
+        check_graph(fuzz_graphs.random_graph(0))
+    """
+    try:
+        _check(case)
+    except FuzzFailure:
+        raise
+    except Exception as error:  # a crash of the pass or of the rewritten graph
+        raise FuzzFailure(f"{type(error).__name__}: {error}\n\n{case.description}") from error
+
+
+def _fail(case: GraphCase, message: str, *reports: Any) -> FuzzFailure:
+    text = "\n\n".join([message, case.description, *(str(r) for r in reports)])
+    return FuzzFailure(text)
+
+
+# ---------------------------------------------------------------------------
+# Running.
+
+
+@dataclasses.dataclass
+class _Feeds:
+    placeholders: list[str]  # arguments, then captures
+    sets: list[list[np.ndarray]]  # per input set: a value for every placeholder
+    arguments: int
+
+
+def _feeds(function: Any, inputs: Sequence[np.ndarray]) -> _Feeds:
+    """Two input sets for a ConcreteFunction's graph: `inputs` and their negation."""
+    names = [t.name for t in function.graph.inputs]
+    captures = [np.asarray(c.numpy()) for c in function.captured_inputs]
+    sets = [[*inputs, *captures], [*(-x for x in inputs), *captures]]
+    return _Feeds(names, sets, len(inputs))
+
+
+def run_graph_def(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
+                  feeds: _Feeds) -> list[list[np.ndarray]]:
+    """Runs `fetches` in a Session (Grappler off) on every input set."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph, config=_SESSION_CONFIG) as session:
+        return [session.run(list(fetches), dict(zip(feeds.placeholders, values, strict=True)))
+                for values in feeds.sets]
+
+
+def run_function(function: Any, feeds: _Feeds) -> tuple[list[list[np.ndarray]], Any]:
+    """Calls a ConcreteFunction on every input set: flat numpy outputs, and the structure."""
+    results, structure = [], None
+    for values in feeds.sets:
+        out = function(*(tf.constant(v) for v in values[:feeds.arguments]))
+        structure = out
+        results.append([np.asarray(t) for t in tf.nest.flatten(out) if t is not None])
+    return results, structure
+
+
+def _assert_equal(case: GraphCase, before: list[list[np.ndarray]],
+                  after: list[list[np.ndarray]], what: str, *reports: Any) -> None:
+    for set_index, (xs, ys) in enumerate(zip(before, after, strict=True)):
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            where = f"{what}: output {i} on input set {set_index}"
+            if x.dtype != y.dtype or x.shape != y.shape:
+                raise _fail(case, f"{where}: {x.dtype}{x.shape} became {y.dtype}{y.shape}",
+                            *reports)
+            if case.exact or x.dtype.name not in TOLERANCE:
+                if x.tobytes() != y.tobytes():
+                    raise _fail(case, f"{where} is not bitwise equal "
+                                f"(max abs diff {_max_diff(x, y)})", *reports)
+                continue
+            tolerance = TOLERANCE[x.dtype.name]
+            try:
+                np.testing.assert_allclose(y.astype(np.float64), x.astype(np.float64),
+                                           rtol=tolerance, atol=tolerance)
+            except AssertionError as error:
+                raise _fail(case, f"{where} differs beyond {tolerance}:\n{error}",
+                            *reports) from None
+
+
+def _max_diff(x: np.ndarray, y: np.ndarray) -> float:
+    if x.size == 0 or not (x.dtype.name in TOLERANCE or np.issubdtype(x.dtype, np.number)):
+        return float("nan")
+    with np.errstate(invalid="ignore"):
+        return float(np.nanmax(np.abs(x.astype(np.float64) - y.astype(np.float64))))
+
+
+def _bytes(message: Any) -> bytes:
+    return message.SerializeToString(deterministic=True)
+
+
+def _kept_names(fetches: Iterable[str]) -> set[str]:
+    return {name.split(":")[0] for name in fetches}
+
+
+def strip_identities(graph_def: graph_pb2.GraphDef, keep: set[str]) -> graph_pb2.GraphDef:
+    """A copy without Identity nodes: their readers (and function outputs) read their input.
+
+    Top-level nodes named in `keep` (the fetches) stay; so does an Identity with
+    control inputs, or that is a control input or a function's control output.
+
+    Example:
+
+        stripped = strip_identities(graph_def, keep={"Identity"})
+    """
+    out = graph_pb2.GraphDef()
+    out.CopyFrom(graph_def)
+    _strip_body(out.node, keep, function=False)
+    for function in out.library.function:
+        _strip_body(function.node_def, set(function.control_ret.values()), function=True,
+                    returns=function.ret)
+    return out
+
+
+def _strip_body(nodes: Any, keep: set[str], *, function: bool, returns: Any = None) -> None:
+    controlled = {text[1:] for n in nodes for text in n.input if text.startswith("^")}
+    removable = {n.name: n.input[0] for n in nodes
+                 if n.op == "Identity" and n.name not in keep | controlled
+                 and len(n.input) == 1 and not n.input[0].startswith("^")}
+    if not removable:
+        return
+
+    def resolve(text: str) -> str:
+        while True:
+            name = text.split(":")[0]
+            forms = (f"{name}:output:0",) if function else (name, f"{name}:0")
+            if name not in removable or text not in forms:
+                return text
+            text = removable[name]
+
+    kept = []
+    for node in nodes:
+        if node.name in removable:
+            continue
+        copy = type(node)()
+        copy.CopyFrom(node)
+        for i, text in enumerate(copy.input):
+            if not text.startswith("^"):
+                copy.input[i] = resolve(text)
+        kept.append(copy)
+    del nodes[:]
+    nodes.extend(kept)
+    if returns is not None:
+        for key in list(returns):
+            returns[key] = resolve(returns[key])
+
+
+# ---------------------------------------------------------------------------
+# The independent count of moves and savings.
+
+
+def _bodies(graph_def: graph_pb2.GraphDef) -> dict[str, list[Any]]:
+    """Scope name (as the report names it) -> nodes, for the graph and each function."""
+    out = {"graph": list(graph_def.node)}
+    for function in graph_def.library.function:
+        out[function.signature.name] = list(function.node_def)
+    return out
+
+
+Shape = tuple[int | None, ...] | None  # None: unknown rank
+
+
+def _tensor_shapes(concrete: Any) -> dict[tuple[str, str], Shape]:
+    """(scope, op name) -> static shape of the op's first output, from the graphs."""
+    shapes: dict[tuple[str, str], Shape] = {}
+    seen: set[str] = set()
+
+    def add(scope: str, graph: Any) -> None:
+        for op in graph.get_operations():
+            if op.outputs:
+                shape = op.outputs[0].shape
+                shapes[(scope, op.name)] = None if shape.rank is None else \
+                    tuple(shape.as_list())
+        for name, function in getattr(graph, "_functions", {}).items():
+            if name not in seen and getattr(function, "graph", None) is not None:
+                seen.add(name)
+                add(name, function.graph)
+
+    add("graph", concrete.graph)
+    return shapes
+
+
+def saving_per_sample(before: Shape, after: Shape) -> Fraction | None:
+    """Activation evaluations per sample that moving from `before` to `after` saves.
+
+    A sample is one slice of `before`'s first dimension (the batch). Where the
+    whole of `after` and the batch size are known, its evaluations are its
+    elements divided by the batch, whatever happened to the batch axis on the
+    way; otherwise its dimensions after the first. None: not known statically.
+    """
+    if before is None or after is None or not before or None in before[1:]:
+        return None
+    per_sample = Fraction(int(np.prod(before[1:], dtype=np.int64)))
+    if before[0] is not None and None not in after:
+        return per_sample - Fraction(int(np.prod(after, dtype=np.int64)), before[0])
+    if not after or None in after[1:]:
+        return None
+    return per_sample - int(np.prod(after[1:], dtype=np.int64))
+
+
+def _reads(text: str, name: str) -> bool:
+    """Whether an input string reads the first output of node `name`."""
+    return text in (name, f"{name}:0") or (text.startswith(f"{name}:")
+                                           and text.endswith(":0") and text.count(":") == 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Move:
+    scope: str
+    activation: str  # its name before the pass
+    lands_as: str  # its name after (the landing op's old name)
+
+
+def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
+                      after: graph_pb2.GraphDef) -> list[Move]:
+    """The activations that moved between two GraphDefs, found from the nodes alone."""
+    moves = []
+    new_bodies = _bodies(after)
+    for scope, nodes in _bodies(before).items():
+        if scope not in new_bodies:
+            raise _fail(case, f"the rewritten graph lost the function '{scope}'")
+        new_nodes = {n.name: n for n in new_bodies[scope]}
+        old_nodes = {n.name: n for n in nodes}
+        if set(new_nodes) != set(old_nodes):
+            raise _fail(case, f"the node names of '{scope}' changed: "
+                        f"{sorted(set(new_nodes) ^ set(old_nodes))}")
+        for node in nodes:
+            if node.op not in ACTIVATION_OP_TYPES or new_nodes[node.name].op == node.op:
+                continue
+            landed = [n for n in new_bodies[scope] if n.op == node.op and n.input
+                      and _reads(n.input[0], node.name)]
+            if len(landed) != 1:
+                raise _fail(case, f"'{node.name}' ({node.op}) in '{scope}' became a "
+                            f"{new_nodes[node.name].op}, but {len(landed)} {node.op} nodes "
+                            "read it")
+            lands_as = landed[0].name
+            if old_nodes[lands_as].op != new_nodes[node.name].op:
+                raise _fail(case, f"'{node.name}' in '{scope}' took the op of "
+                            f"{new_nodes[node.name].op}, but '{lands_as}' was a "
+                            f"{old_nodes[lands_as].op}")
+            moves.append(Move(scope, node.name, lands_as))
+        _check_control_edges(case, scope, nodes, new_nodes,
+                             {m.lands_as for m in moves if m.scope == scope})
+    return moves
+
+
+def _check_control_edges(case: GraphCase, scope: str, nodes: list[Any],
+                         new_nodes: dict[str, Any], landings: set[str]) -> None:
+    """Control edges still join the same computations.
+
+    Values cannot show a lost ordering, so this is checked on the nodes: a node
+    with control inputs keeps its name, op and control inputs; the source of a
+    control edge keeps its op, unless it was the landing op of a move (its name
+    then holds the moved activation, which runs after it: the edge only waits
+    longer).
+    """
+    old_ops = {n.name: n.op for n in nodes}
+    for node in nodes:
+        controls = sorted(i for i in node.input if i.startswith("^"))
+        if not controls:
+            continue
+        new = new_nodes[node.name]
+        if new.op != node.op or sorted(i for i in new.input if i.startswith("^")) != controls:
+            raise _fail(case, f"'{node.name}' ({node.op}) in '{scope}' had control inputs "
+                        f"{controls}; now it is a {new.op} with {list(new.input)}")
+        for control in controls:
+            source = control[1:]
+            if new_nodes[source].op != old_ops[source] and source not in landings:
+                raise _fail(case, f"the control input '{source}' of '{node.name}' in "
+                            f"'{scope}' was a {old_ops[source]}, now a "
+                            f"{new_nodes[source].op}")
+
+
+def _check_report(case: GraphCase, report: Any, moves: list[Move],
+                  shapes: dict[tuple[str, str], Shape]) -> None:
+    """The report agrees with the moves found in the graphs and their tensor shapes."""
+    saved = Fraction(0)
+    for move in moves:
+        saving = saving_per_sample(shapes[(move.scope, move.activation)],
+                                   shapes[(move.scope, move.lands_as)])
+        saved += saving or 0
+    reported = {(s.scope, s.activation) for s in report.moved}
+    found = {(m.scope, m.activation) for m in moves}
+    if reported != found:
+        raise _fail(case, f"the report moved {sorted(reported)}, the graph shows "
+                    f"{sorted(found)}", report)
+    if report.elements_saved != saved:
+        raise _fail(case, f"the report saves {report.elements_saved} elements per sample, "
+                    f"the graph's tensors {saved}", report)
+
+
+def _check_work_at_run_time(case: GraphCase, graph_def: graph_pb2.GraphDef,
+                            moves: list[Move], shapes: dict[tuple[str, str], Shape],
+                            feeds: _Feeds, report: Any) -> None:
+    """A move whose sizes are not static adds no work on the inputs at hand.
+
+    Without static sizes the pass moves only where "no input size could make it
+    add work"; the run-time tensors of a move in the top-level graph (those in
+    functions cannot be fetched) show whether that held.
+    """
+    unknown = [m for m in moves if m.scope == "graph" and saving_per_sample(
+        shapes[("graph", m.activation)], shapes[("graph", m.lands_as)]) is None]
+    if not unknown:
+        return
+    fetches = [name for m in unknown for name in (f"{m.activation}:0", f"{m.lands_as}:0")]
+    for values in run_graph_def(graph_def, fetches, feeds):
+        for move, before, after in zip(unknown, values[::2], values[1::2], strict=True):
+            if after.size > before.size:
+                raise _fail(case, f"moving '{move.activation}' after '{move.lands_as}' adds "
+                            f"work: {before.shape} -> {after.shape} at run time", report)
+
+
+# ---------------------------------------------------------------------------
+# Idempotence.
+
+
+def _chained(case: GraphCase, graph_def: graph_pb2.GraphDef, scope: str, name: str,
+             moved_before: set[tuple[str, str]]) -> bool:
+    """Whether `name` fed, through ops it may cross, an activation the last pass moved."""
+    nodes = _bodies(graph_def)[scope]
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for text in node.input:
+            if not text.startswith("^"):
+                consumers.setdefault(text.split(":")[0], []).append(node)
+    current, seen = name, set()
+    while current not in seen:
+        seen.add(current)
+        readers = consumers.get(current, [])
+        if len(readers) != 1:
+            return False
+        reader = readers[0]
+        if reader.op in ACTIVATION_OP_TYPES:
+            return (scope, reader.name) in moved_before
+        if reader.op not in _STEP_OPS:
+            return False
+        current = reader.name
+    return False
+
+
+def _check_fixed_point(case: GraphCase, graph_def: graph_pb2.GraphDef,
+                       first: graph_pb2.GraphDef, first_report: Any, fetches: list[str],
+                       feeds: _Feeds, expected: list[list[np.ndarray]]) -> int:
+    """Passes again until nothing moves; returns how many sites the second pass moved."""
+    previous_input, previous, report = graph_def, first, first_report
+    second_moves = None
+    for k in range(2, case.activations + 3):
+        # Names in the last pass's input of the activations it moved.
+        moved_before = {(s.scope, s.activation) for s in report.moved}
+        renamed = {(s.scope, s.pool): s.activation for s in report.moved}
+        new, report = tf_reorder.reorder_graph_def(previous, preserve=fetches)
+        if second_moves is None:
+            second_moves = len(report.moved)
+        if not report.moved:
+            if _bytes(new) != _bytes(previous):
+                raise _fail(case, f"pass {k} moved nothing but changed the graph", report)
+            return second_moves
+        for site in report.moved:
+            earlier = renamed.get((site.scope, site.activation), site.activation)
+            if not _chained(case, previous_input, site.scope, earlier, moved_before):
+                raise _fail(case, f"pass {k} moved '{site.activation}' in '{site.scope}', "
+                            "which did not feed an activation moved by the pass before",
+                            report)
+        _assert_equal(case, expected, run_graph_def(new, fetches, feeds),
+                      f"reorder_graph_def pass {k}", report)
+        previous_input, previous = previous, new
+    raise _fail(case, f"still moving after {case.activations + 2} passes", report)
+
+
+# ---------------------------------------------------------------------------
+# The whole check.
+
+
+def _check(case: GraphCase) -> None:
+    concrete = case.concrete
+    feeds = _feeds(concrete, case.inputs)
+    graph_def = concrete.graph.as_graph_def(add_shapes=True)
+    fetches = [t.name for t in concrete.outputs]
+    shapes = _tensor_shapes(concrete)
+    more = [*fetches, *case.extra_fetches]
+    expected_more = run_graph_def(graph_def, more, feeds)
+    expected = [values[:len(fetches)] for values in expected_more]
+
+    second_moves = _check_graph_def(case, graph_def, fetches, feeds, expected, shapes,
+                                    "reorder_graph_def")
+    if case.extra_fetches:  # also fetched, so preserved
+        _check_graph_def(case, graph_def, more, feeds, expected_more, shapes,
+                         f"reorder_graph_def fetching {list(case.extra_fetches)}",
+                         fixed_point=False)
+    # The same GraphDef without its Identity nodes, as an optimizer leaves a graph:
+    # function outputs and other consumers then read activations and pools directly.
+    stripped = strip_identities(graph_def, keep=_kept_names(fetches))
+    if _bytes(stripped) != _bytes(graph_def):
+        _assert_equal(case, expected, run_graph_def(stripped, fetches, feeds),
+                      "the graph without Identity nodes, before the pass")
+        _check_graph_def(case, stripped, fetches, feeds, expected, shapes,
+                         "reorder_graph_def without Identity nodes")
+
+    # reorder_function: called as TF calls functions, and on its own result.
+    function_before = _bytes(concrete.graph.as_graph_def())
+    new_function, function_report = tf_reorder.reorder_function(concrete)
+    if _bytes(concrete.graph.as_graph_def()) != function_before:
+        raise _fail(case, "reorder_function changed its input function's graph")
+    _, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
+    if _site_keys(function_report) != _site_keys(report):
+        raise _fail(case, "reorder_function and reorder_graph_def decided differently",
+                    function_report, report)
+    _check_function(case, new_function, expected, "reorder_function", function_report)
+    again, again_report = tf_reorder.reorder_function(new_function)
+    if len(again_report.moved) != second_moves:
+        raise _fail(case, f"reorder_function on its own result moved "
+                    f"{len(again_report.moved)} sites, the second GraphDef pass "
+                    f"{second_moves}", again_report)
+    _check_function(case, again, expected, "reorder_function twice", again_report)
+
+
+def _check_graph_def(case: GraphCase, graph_def: graph_pb2.GraphDef, fetches: list[str],
+                     feeds: _Feeds, expected: list[list[np.ndarray]],
+                     shapes: dict[tuple[str, str], Shape], what: str, *,
+                     fixed_point: bool = True) -> int:
+    """`reorder_graph_def` with `fetches` preserved; returns the second pass's moves."""
+    before = _bytes(graph_def)
+    new, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
+    if _bytes(graph_def) != before:
+        raise _fail(case, f"{what} changed its input GraphDef", report)
+    _assert_equal(case, expected, run_graph_def(new, fetches, feeds), what, report)
+    moves = independent_moves(case, graph_def, new)
+    _check_report(case, report, moves, shapes)
+    _check_work_at_run_time(case, graph_def, moves, shapes, feeds, report)
+    if not fixed_point:
+        return 0
+    return _check_fixed_point(case, graph_def, new, report, fetches, feeds, expected)
+
+
+def _check_function(case: GraphCase, function: Any, expected: list[list[np.ndarray]],
+                    what: str, report: Any) -> None:
+    """A rewritten ConcreteFunction, called as TF calls it, computes the original's values.
+
+    `expected` are the original graph's values in a Session with Grappler off.
+    Where the rewritten function, called (Grappler on), gives something else on
+    an input set, the original function called the same way must give `expected`
+    there; if it does not either, TF's runtime itself computes something else on
+    this graph (see tests/regressions/test_graph_grappler_cond.py), and the
+    rewritten function's graph is checked in a Session with Grappler off instead.
+    """
+    feeds = _feeds(function, case.inputs)
+    got, structure = run_function(function, feeds)
+    tf.nest.assert_same_structure(case.concrete.structured_outputs, structure)
+    if all(_same(case, x, y) for x, y in zip(expected, got, strict=True)):
+        return
+    runtime, _ = run_function(case.concrete, feeds)
+    trusted = [i for i in range(len(expected)) if _same(case, expected[i], runtime[i])]
+    _assert_equal(case, [expected[i] for i in trusted], [got[i] for i in trusted],
+                  f"{what} (called)", report)
+    fetches = [t.name for t in function.outputs]
+    session = run_graph_def(function.graph.as_graph_def(), fetches, feeds)
+    _assert_equal(case, expected, session, f"{what} (its graph in a Session)", report)
+
+
+def _same(case: GraphCase, xs: list[np.ndarray], ys: list[np.ndarray]) -> bool:
+    try:
+        _assert_equal(case, [xs], [ys], "")
+    except FuzzFailure:
+        return False
+    return True
+
+
+def _site_keys(report: Any) -> list[tuple[Any, ...]]:
+    return [(s.function, s.moved, s.reason, s.elements_before, s.elements_after)
+            for s in report.sites]

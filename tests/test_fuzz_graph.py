@@ -1,0 +1,108 @@
+"""Differential fuzzing of the GraphDef / tf.function pass: 300 fixed random graphs.
+
+Each seed builds a random tf.function (`fuzz_graphs.random_graph`) and runs every
+check of `fuzz_graph_checks.check_graph` on it: outputs of `reorder_graph_def`'s
+and `reorder_function`'s results equal the original's (bitwise for the relu
+family), the input is untouched, the report's moves and `elements_saved` match
+a count made from the graphs, and further passes reach a fixed point. A failing
+seed prints the graph in words; reproduce it with
+
+    python -c "import sys; sys.path.insert(0, 'tests'); import fuzz_graphs, \\
+fuzz_graph_checks as c; c.check_graph(fuzz_graphs.random_graph(SEED))"
+
+or soak more seeds with ``python tools/fuzz_soak.py --kind=graph``. The last
+tests show that the checks do fail when the pass is broken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fuzz_graph_checks import FuzzFailure, check_graph
+from fuzz_graphs import graph_case, random_graph
+from tf_reorder import algebra, graph_pass
+
+SEEDS = range(300)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_graph(seed):
+    check_graph(random_graph(seed))
+
+
+def _body_signature(graph_def):
+    """The graph's nodes (op, name, inputs) per body, function names left out."""
+    bodies = [sorted((n.op, n.name, tuple(n.input)) for n in graph_def.node)]
+    bodies += sorted(sorted((n.op, n.name) for n in f.node_def) for f in graph_def.library.function)
+    return bodies
+
+
+def test_a_seed_gives_the_same_graph_every_time():
+    for seed in (3, 99, 250):
+        first, second = random_graph(seed), random_graph(seed)
+        assert first.description == second.description
+        assert _body_signature(first.concrete.graph.as_graph_def()) == \
+            _body_signature(second.concrete.graph.as_graph_def())
+        for a, b in zip(first.inputs, second.inputs, strict=True):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_the_seeds_cover_every_kind_of_site():
+    """The first CI seeds already reach every placement, op kind, extra and dtype."""
+    descriptions = "\n".join(random_graph(seed).description for seed in range(60))
+    for words in ("(top,", "(cond,", "(switch,", "(while,", "(nested,", "(nested_twice,",
+                  "conv1d", "conv3d", "fused_batch_norm", "MaxPoolV2", "max_pool_with_argmax",
+                  "reduce_max", "avg_pool", "pad(zeros", "mirror_pad", "transpose",
+                  "[control input]", "[also an output]", "[fetched]", "float16", "bfloat16",
+                  "float64", "with None"):
+        assert words in descriptions, words
+
+
+# -- the checks fail when the pass is wrong ----------------------------------------------
+
+X = np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype("float32")
+
+
+def _sigmoid_pad_pool():
+    fn = tf.function(lambda x: tf.nn.max_pool2d(
+        tf.pad(tf.sigmoid(x), [[0, 0], [1, 1], [1, 1], [0, 0]]), 3, 2, "VALID"))
+    return graph_case(fn, [X], description="sigmoid -> pad(zeros) -> max_pool(3, 2)",
+                      exact=False)
+
+
+def test_a_wrong_rule_is_caught(monkeypatch):
+    check_graph(_sigmoid_pad_pool())  # refused: sigmoid(0) != 0
+    monkeypatch.setitem(algebra.TF_OPS, "Sigmoid",
+                        dataclasses.replace(algebra.TF_OPS["Sigmoid"], zero_at_zero=True))
+    with pytest.raises(FuzzFailure, match="differs beyond"):
+        check_graph(_sigmoid_pad_pool())
+
+
+def test_a_wrong_count_is_caught(monkeypatch):
+    fn = tf.function(lambda x: tf.nn.max_pool2d(tf.nn.relu(x), 2, 2, "VALID"))
+    case = graph_case(fn, [X], description="relu -> max_pool", exact=True)
+    check_graph(case)
+    elements = graph_pass._Body.elements
+    monkeypatch.setattr(graph_pass._Body, "elements",
+                        lambda self, node: elements(self, node) + (node.op == "MaxPool"))
+    with pytest.raises(FuzzFailure, match="the report saves 80 elements per sample, the "
+                       "graph's tensors 81"):
+        check_graph(case)
+
+
+def test_a_changed_input_is_caught(monkeypatch):
+    fn = tf.function(lambda x: tf.nn.max_pool2d(tf.nn.relu(x), 2, 2, "VALID"))
+    case = graph_case(fn, [X], description="relu -> max_pool", exact=True)
+    reorder = graph_pass.reorder_graph_def
+
+    def in_place(graph_def, **kwargs):
+        result = reorder(graph_def, **kwargs)
+        graph_def.node[0].device = "/device:CPU:0"
+        return result
+    monkeypatch.setattr("tf_reorder.reorder_graph_def", in_place)
+    with pytest.raises(FuzzFailure, match="changed its input GraphDef"):
+        check_graph(case)
