@@ -1,17 +1,15 @@
 """Differential fuzzing of the GraphDef / tf.function pass: 300 fixed random graphs.
 
 Each seed builds a random tf.function (`fuzz_graphs.random_graph`) and runs every
-check of `fuzz_graph_checks.check_graph` on it: outputs of `reorder_graph_def`'s
+check of `fuzz_graph_checks.check_graph` on it: the outputs of `reorder_graph_def`'s
 and `reorder_function`'s results equal the original's (bitwise for the relu
 family), the input is untouched, the report's moves and `elements_saved` match
 a count made from the graphs, and further passes reach a fixed point. A failing
-seed prints the graph in words; reproduce it with
-
-    python -c "import sys; sys.path.insert(0, 'tests'); import fuzz_graphs, \\
-fuzz_graph_checks as c; c.check_graph(fuzz_graphs.random_graph(SEED))"
-
-or soak more seeds with ``python tools/fuzz_soak.py --kind=graph``. The last
-tests show that the checks do fail when the pass is broken.
+seed's message describes the graph; reproduce it with
+``fuzz_graph_checks.check_graph(fuzz_graphs.random_graph(SEED))`` (from tests/),
+or soak more seeds with ``python tools/fuzz_soak.py --kind=graph``. Failures
+found so far are minimized under tests/regressions/test_graph_*.py. The last
+tests here show that the checks do fail when the pass is broken.
 """
 
 from __future__ import annotations
