@@ -649,6 +649,9 @@ def _target_rows() -> list[Cell]:
     cells.append(Cell("policy file a JSON array", "load_policy",
                       lambda w, p: tf_reorder.load_policy("tf", path=w.root / "policy_array.json"),
                       Fails("not a runtime policy (expected a JSON object, got an array)")))
+    cells.append(Cell("policy path of a wrong type", "load_policy",
+                      lambda w, p: tf_reorder.load_policy("tf", path=3),
+                      Fails("policy path must be a path, not int")))
     return cells
 
 
@@ -760,6 +763,14 @@ def _output_rows() -> list[Cell]:
              Fails("already exists (pass overwrite=True to replace it)"), existing_output),
         Cell(row, "demo", ("demo", "--out={out}/out.keras"),
              Fails("already exists (use --overwrite to replace it)"), existing_output),
+    ]
+    row = "overwrite, but the output is not a SavedModel"
+    not_saved_model = "exists and is not a SavedModel; overwrite replaces only a SavedModel"
+    cells += [
+        Cell(row, "convert_saved_model", sm("{out}/out_sm", overwrite=True),
+             Fails(not_saved_model), existing_output),
+        Cell(row, "convert SavedModel", ("convert", "{in}/sm", "{out}/out_sm", "--overwrite"),
+             Fails(not_saved_model), existing_output),
     ]
     row = "the output directory does not exist"
     cells += [

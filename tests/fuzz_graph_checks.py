@@ -14,28 +14,25 @@ holds the case's description and the report) unless:
   way (fetches: the function's output tensors, also passed as `preserve`);
   `reorder_function`'s result is called as TF calls functions (Grappler on).
   Where TF's runtime gets a graph wrong by itself (Grappler's arithmetic
-  optimizer has bugs, in original and rewritten graphs alike:
-  tests/regressions/test_graph_grappler_arithmetic.py), the rewritten function
-  must be right when called with that optimizer off;
+  optimizer has bugs: tests/regressions/test_graph_grappler_arithmetic.py), the
+  rewritten function may disagree only where the original called the same way
+  disagrees too, and must be right when called with that optimizer off;
 - the input GraphDef and the input function's graph are unchanged (bytes);
-- the moves and the report agree with a count made here from the graphs alone:
-  an activation moved where its node name now holds another op and an activation
-  of its type reads that node (the names swap, as documented); the report must
-  list exactly those, and its `elements_saved` must equal the sum of their
-  savings computed from the static shapes of the original graph's tensors (the
-  FuncGraphs behind the library functions; `saving_per_sample`). Control edges
-  still join the same computations (`_check_control_edges`). A move whose sizes
-  are not static adds no work on the inputs at hand (top-level graph only);
-- idempotence: a second pass moves nothing and returns the same bytes, with one
-  legitimate exception, the documented limitation "chains of moving activations
-  in graphs are not idempotent within one pass": an activation that fed (through
-  ops it may cross) another activation which moved, as in ``f1 -> f2 -> pool``
-  or ``f1 -> pool -> f2 -> pool``, can move only once that one has. So each later
-  pass may move only such chained activations, keeps the outputs, and the passes
-  reach a fixed point (nothing moved, same bytes) within as many passes as the
-  graph has activations;
-- `reorder_function` on its own result moves as many sites as the second
-  GraphDef pass did, and keeps the outputs;
+- the moves and the report agree with a count made here from the graphs alone.
+  The pass runs once more on a copy whose nodes carry their names in an extra
+  attr (`tag_origins`; it must decide the same), so nodes can be traced through
+  the pass's renames: every node keeps its op, and an activation moved where
+  the first non-activation output up its input chain is another op's than
+  before (`independent_moves`). The report must list exactly those, and its
+  `elements_saved` must equal the sum of their savings computed from the static
+  shapes of the original graph's tensors (the FuncGraphs behind the library
+  functions; `saving_per_sample`). Control edges still join the same
+  computations (`_check_control_edges`). A move whose sizes are not static adds
+  no work on the inputs at hand (top-level graph only);
+- idempotence: a second pass moves nothing and returns the same bytes (chains
+  such as ``f1 -> f2 -> pool`` and ``f1 -> pool -> f2 -> pool2`` move whole in
+  one pass), and `reorder_function` on its own result moves nothing and keeps
+  the outputs;
 - with extra top-level tensors also fetched and preserved (activations, ops
   between, pools: `case.extra_fetches`), those keep their values too;
 - the same holds for the GraphDef with its Identity nodes removed
@@ -257,7 +254,7 @@ def _strip_body(nodes: Any, keep: set[str], *, function: bool, returns: Any = No
 
 
 def _bodies(graph_def: graph_pb2.GraphDef) -> dict[str, list[Any]]:
-    """Scope name (as the report names it) -> nodes, for the graph and each function."""
+    """Scope name (as the report names it) -> nodes (the messages), per graph and function."""
     out = {"graph": list(graph_def.node)}
     for function in graph_def.library.function:
         out[function.signature.name] = list(function.node_def)
@@ -315,12 +312,56 @@ def _reads(text: str, name: str) -> bool:
 class Move:
     scope: str
     activation: str  # its name before the pass
-    lands_as: str  # its name after (the landing op's old name)
+    lands_as: str  # the name before the pass of the op whose output it now reads
+
+
+_ORIGIN = "_fuzz_origin"  # an attr holding a node's name in the input graph
+
+
+def tag_origins(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    """A copy in which every node carries its name, so nodes can be traced through renames."""
+    copy = graph_pb2.GraphDef()
+    copy.CopyFrom(graph_def)
+    for nodes in _bodies(copy).values():
+        for node in nodes:
+            node.attr[_ORIGIN].s = node.name.encode()
+    return copy
+
+
+def strip_origins(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
+    copy = graph_pb2.GraphDef()
+    copy.CopyFrom(graph_def)
+    for nodes in _bodies(copy).values():
+        for node in nodes:
+            del node.attr[_ORIGIN]
+    return copy
+
+
+def _anchor(nodes: dict[str, Any], name: str, origin: Any) -> tuple[str, str]:
+    """What an activation computes on: the first non-activation output up its input chain.
+
+    (origin name of the producer, output suffix), or (argument name, "").
+    """
+    node = nodes[name]
+    while True:
+        producer, _, output = node.input[0].partition(":")
+        if producer not in nodes:
+            return producer, output
+        node = nodes[producer]
+        if node.op not in ACTIVATION_OP_TYPES:
+            return origin(node), output
 
 
 def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
                       after: graph_pb2.GraphDef) -> list[Move]:
-    """The activations that moved between two GraphDefs, found from the nodes alone."""
+    """The activations that moved, found from the nodes alone.
+
+    `after` is the pass's result on `tag_origins(before)`: each node still carries
+    its name in `before`. An activation moved where what it computes on (the first
+    non-activation output up its input chain: `_anchor`) is another op's output
+    than before; it lands as that op. Every node keeps its op; names are only
+    permuted.
+    """
     moves = []
     new_bodies = _bodies(after)
     for scope, nodes in _bodies(before).items():
@@ -331,21 +372,25 @@ def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
         if set(new_nodes) != set(old_nodes):
             raise _fail(case, f"the node names of '{scope}' changed: "
                         f"{sorted(set(new_nodes) ^ set(old_nodes))}")
+        by_origin = {n.attr[_ORIGIN].s.decode(): n for n in new_bodies[scope]}
+        if set(by_origin) != set(old_nodes):
+            raise _fail(case, f"the nodes of '{scope}' are not the input's nodes renamed")
+        for origin, node in by_origin.items():
+            if node.op != old_nodes[origin].op:
+                raise _fail(case, f"'{origin}' in '{scope}' was a {old_nodes[origin].op}, "
+                            f"now a {node.op}")
         for node in nodes:
-            if node.op not in ACTIVATION_OP_TYPES or new_nodes[node.name].op == node.op:
+            if node.op not in ACTIVATION_OP_TYPES:
                 continue
-            landed = [n for n in new_bodies[scope] if n.op == node.op and n.input
-                      and _reads(n.input[0], node.name)]
-            if len(landed) != 1:
-                raise _fail(case, f"'{node.name}' ({node.op}) in '{scope}' became a "
-                            f"{new_nodes[node.name].op}, but {len(landed)} {node.op} nodes "
-                            "read it")
-            lands_as = landed[0].name
-            if old_nodes[lands_as].op != new_nodes[node.name].op:
-                raise _fail(case, f"'{node.name}' in '{scope}' took the op of "
-                            f"{new_nodes[node.name].op}, but '{lands_as}' was a "
-                            f"{old_nodes[lands_as].op}")
-            moves.append(Move(scope, node.name, lands_as))
+            was = _anchor(old_nodes, node.name, lambda n: n.name)
+            now = _anchor(new_nodes, by_origin[node.name].name,
+                          lambda n: n.attr[_ORIGIN].s.decode())
+            if now == was:
+                continue
+            if now[0] not in old_nodes or old_nodes[now[0]].op not in _STEP_OPS:
+                raise _fail(case, f"'{node.name}' ({node.op}) in '{scope}' read {was}, now "
+                            f"{now}, which is not a pool or an op it may cross")
+            moves.append(Move(scope, node.name, now[0]))
         _check_control_edges(case, scope, nodes, new_nodes,
                              {m.lands_as for m in moves if m.scope == scope})
     return moves
@@ -421,57 +466,13 @@ def _check_work_at_run_time(case: GraphCase, graph_def: graph_pb2.GraphDef,
 # Idempotence.
 
 
-def _chained(case: GraphCase, graph_def: graph_pb2.GraphDef, scope: str, name: str,
-             moved_before: set[tuple[str, str]]) -> bool:
-    """Whether `name` fed, through ops it may cross, an activation the last pass moved."""
-    nodes = _bodies(graph_def)[scope]
-    consumers: dict[str, list[Any]] = {}
-    for node in nodes:
-        for text in node.input:
-            if not text.startswith("^"):
-                consumers.setdefault(text.split(":")[0], []).append(node)
-    current, seen = name, set()
-    while current not in seen:
-        seen.add(current)
-        readers = consumers.get(current, [])
-        if len(readers) != 1:
-            return False
-        reader = readers[0]
-        if reader.op in ACTIVATION_OP_TYPES:
-            return (scope, reader.name) in moved_before
-        if reader.op not in _STEP_OPS:
-            return False
-        current = reader.name
-    return False
-
-
-def _check_fixed_point(case: GraphCase, graph_def: graph_pb2.GraphDef,
-                       first: graph_pb2.GraphDef, first_report: Any, fetches: list[str],
-                       feeds: _Feeds, expected: list[list[np.ndarray]]) -> int:
-    """Passes again until nothing moves; returns how many sites the second pass moved."""
-    previous_input, previous, report = graph_def, first, first_report
-    second_moves = None
-    for k in range(2, case.activations + 3):
-        # Names in the last pass's input of the activations it moved.
-        moved_before = {(s.scope, s.activation) for s in report.moved}
-        renamed = {(s.scope, s.pool): s.activation for s in report.moved}
-        new, report = tf_reorder.reorder_graph_def(previous, preserve=fetches)
-        if second_moves is None:
-            second_moves = len(report.moved)
-        if not report.moved:
-            if _bytes(new) != _bytes(previous):
-                raise _fail(case, f"pass {k} moved nothing but changed the graph", report)
-            return second_moves
-        for site in report.moved:
-            earlier = renamed.get((site.scope, site.activation), site.activation)
-            if not _chained(case, previous_input, site.scope, earlier, moved_before):
-                raise _fail(case, f"pass {k} moved '{site.activation}' in '{site.scope}', "
-                            "which did not feed an activation moved by the pass before",
-                            report)
-        _assert_equal(case, expected, run_graph_def(new, fetches, feeds),
-                      f"reorder_graph_def pass {k}", report)
-        previous_input, previous = previous, new
-    raise _fail(case, f"still moving after {case.activations + 2} passes", report)
+def _check_idempotent(case: GraphCase, first: graph_pb2.GraphDef, fetches: list[str]) -> None:
+    """A second pass over the pass's result moves nothing and returns the same bytes."""
+    again, report = tf_reorder.reorder_graph_def(first, preserve=fetches)
+    if report.moved:
+        raise _fail(case, f"a second pass moved {len(report.moved)} sites", report)
+    if _bytes(again) != _bytes(first):
+        raise _fail(case, "a second pass moved nothing but changed the graph", report)
 
 
 # ---------------------------------------------------------------------------
@@ -488,12 +489,10 @@ def _check(case: GraphCase) -> None:
     expected_more = run_graph_def(graph_def, more, feeds)
     expected = [values[:len(fetches)] for values in expected_more]
 
-    second_moves = _check_graph_def(case, graph_def, fetches, feeds, expected, shapes,
-                                    "reorder_graph_def")
+    _check_graph_def(case, graph_def, fetches, feeds, expected, shapes, "reorder_graph_def")
     if case.extra_fetches:  # also fetched, so preserved
         _check_graph_def(case, graph_def, more, feeds, expected_more, shapes,
-                         f"reorder_graph_def fetching {list(case.extra_fetches)}",
-                         fixed_point=False)
+                         f"reorder_graph_def fetching {list(case.extra_fetches)}")
     # The same GraphDef without its Identity nodes, as an optimizer leaves a graph:
     # function outputs and other consumers then read activations and pools directly.
     stripped = strip_identities(graph_def, keep=_kept_names(fetches))
@@ -514,29 +513,31 @@ def _check(case: GraphCase) -> None:
                     function_report, report)
     _check_function(case, new_function, expected, "reorder_function", function_report)
     again, again_report = tf_reorder.reorder_function(new_function)
-    if len(again_report.moved) != second_moves:
+    if again_report.moved:
         raise _fail(case, f"reorder_function on its own result moved "
-                    f"{len(again_report.moved)} sites, the second GraphDef pass "
-                    f"{second_moves}", again_report)
+                    f"{len(again_report.moved)} sites", again_report)
     _check_function(case, again, expected, "reorder_function twice", again_report)
 
 
 def _check_graph_def(case: GraphCase, graph_def: graph_pb2.GraphDef, fetches: list[str],
                      feeds: _Feeds, expected: list[list[np.ndarray]],
-                     shapes: dict[tuple[str, str], Shape], what: str, *,
-                     fixed_point: bool = True) -> int:
-    """`reorder_graph_def` with `fetches` preserved; returns the second pass's moves."""
+                     shapes: dict[tuple[str, str], Shape], what: str) -> None:
+    """`reorder_graph_def` with `fetches` preserved."""
     before = _bytes(graph_def)
     new, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
     if _bytes(graph_def) != before:
         raise _fail(case, f"{what} changed its input GraphDef", report)
     _assert_equal(case, expected, run_graph_def(new, fetches, feeds), what, report)
-    moves = independent_moves(case, graph_def, new)
+    traced, traced_report = tf_reorder.reorder_graph_def(tag_origins(graph_def),
+                                                         preserve=fetches)
+    if _bytes(strip_origins(traced)) != _bytes(new) or \
+            traced_report.to_dict() != report.to_dict():
+        raise _fail(case, f"{what} decided otherwise once every node carried an extra attr",
+                    report, traced_report)
+    moves = independent_moves(case, graph_def, traced)
     _check_report(case, report, moves, shapes)
     _check_work_at_run_time(case, graph_def, moves, shapes, feeds, report)
-    if not fixed_point:
-        return 0
-    return _check_fixed_point(case, graph_def, new, report, fetches, feeds, expected)
+    _check_idempotent(case, new, fetches)
 
 
 def _check_function(case: GraphCase, function: Any, expected: list[list[np.ndarray]],
@@ -547,15 +548,23 @@ def _check_function(case: GraphCase, function: Any, expected: list[list[np.ndarr
     TF's runtime (Grappler on) gets some graphs wrong by itself: its arithmetic
     optimizer's own max-of-monotone swap loses the output index of a Split and
     breaks a pool after a Reshape in a tf.cond branch
-    (tests/regressions/test_graph_grappler_arithmetic.py), in original graphs and
-    in rewritten ones alike. So where the call disagrees, the function must give
-    `expected` when called with that optimizer off.
+    (tests/regressions/test_graph_grappler_arithmetic.py). So where the call
+    disagrees on an input set, the original function called the same way must
+    disagree there too (the rewrite may not expose the bug where the original
+    ran right), and the function must give `expected` when called with that
+    optimizer off.
     """
     feeds = _feeds(function, case.inputs)
     got, structure = run_function(function, feeds)
     tf.nest.assert_same_structure(case.concrete.structured_outputs, structure)
-    if all(_same(case, x, y) for x, y in zip(expected, got, strict=True)):
+    wrong = [i for i, (x, y) in enumerate(zip(expected, got, strict=True))
+             if not _same(case, x, y)]
+    if not wrong:
         return
+    original, _ = run_function(case.concrete, feeds)
+    _assert_equal(case, [expected[i] for i in wrong if _same(case, expected[i], original[i])],
+                  [got[i] for i in wrong if _same(case, expected[i], original[i])],
+                  f"{what} (called, where TF runs the original right)", report)
     with without_arithmetic_optimizer():
         got, _ = run_function(function, feeds)
     _assert_equal(case, expected, got, f"{what} (called, Grappler's arithmetic optimizer off)",

@@ -157,6 +157,51 @@ def test_identity_chain_and_consecutive_pools():
     assert report.sites[0].elements_after == 4 * 4 * 4
 
 
+# -- chains of activations: moved whole, in one pass ---------------------------------------
+
+
+def _idempotent(new, fetches):
+    again, report = tf_reorder.reorder_graph_def(new, preserve=fetches)
+    assert not report.moved, str(report)
+    assert again.SerializeToString(deterministic=True) == \
+        new.SerializeToString(deterministic=True)
+
+
+def test_adjacent_activations_both_move_in_one_pass():
+    """selu -> leaky_relu -> pool: selu feeds the pool only once leaky_relu has moved."""
+    fn = lambda x: pool(tf.nn.leaky_relu(tf.nn.selu(conv(x)), 0.3))  # noqa: E731
+    new, report = check(fn, moved=2, exact=False)
+    assert [(s.activation, s.pool, s.elements_before, s.elements_after)
+            for s in report.sites] == [("Selu", "MaxPool2d", 16 * 16 * 4, 8 * 8 * 4),
+                                       ("LeakyRelu", "MaxPool2d", 16 * 16 * 4, 8 * 8 * 4)]
+    assert ops_in_order(new, "Identity")[:4] == ["Identity", "LeakyRelu", "Selu", "MaxPool"]
+    _idempotent(new, ["Identity"])
+
+
+def test_an_activation_moves_on_after_a_second_pool_as_one_site():
+    """sigmoid -> pool -> relu -> pool: sigmoid lands after both pools, relu's turn first."""
+    fn = lambda x: pool(tf.nn.relu(pool(tf.sigmoid(conv(x)))))  # noqa: E731
+    new, report = check(fn, moved=2, exact=False)
+    sigmoid, relu = report.sites
+    assert (sigmoid.activation, sigmoid.between, sigmoid.pool) == \
+        ("Sigmoid", ("MaxPool2d",), "MaxPool2d_1")
+    assert (sigmoid.elements_before, sigmoid.elements_after) == (16 * 16 * 4, 4 * 4 * 4)
+    assert (relu.activation, relu.pool, relu.elements_after) == ("Relu", "MaxPool2d_1", 4 * 4 * 4)
+    assert report.elements_saved == 16 * 16 * 4 + 8 * 8 * 4 - 2 * 4 * 4 * 4
+    assert ops_in_order(new, "Identity")[:5] == ["Identity", "Relu", "Sigmoid", "MaxPool",
+                                                 "MaxPool"]
+    _idempotent(new, ["Identity"])
+
+
+def test_an_activation_that_cannot_move_is_reported_once_it_reaches_a_pool():
+    """neg -> relu -> pool: relu moves; neg then feeds the pool and is kept, with a reason."""
+    fn = lambda x: pool(tf.nn.relu(tf.negative(conv(x))))  # noqa: E731
+    new, report = check(fn, moved=1, exact=False)
+    assert [s.moved for s in report.sites] == [False, True]
+    assert report.sites[0].pool == "MaxPool2d" and report.sites[0].reason
+    _idempotent(new, ["Identity"])
+
+
 def test_pool_3d_and_max_pool_v2():
     spec = tf.TensorSpec([2, 8, 8, 8, 2], tf.float32, name="x")
     x = RNG.standard_normal((2, 8, 8, 8, 2)).astype("float32")

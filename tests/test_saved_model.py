@@ -126,14 +126,39 @@ def test_tf2onnx_and_onnx_runtime(exported, tmp_path):
 def test_existing_output_is_refused_then_overwritten(exported, tmp_path):
     _, src, _, _ = exported
     dst = tmp_path / "out"
-    dst.mkdir()
+    tf_reorder.convert_saved_model(src, dst)
     (dst / "keep.txt").write_text("mine")
     with pytest.raises(tf_reorder.ReorderError, match="already exists"):
         tf_reorder.convert_saved_model(src, dst)
     assert (dst / "keep.txt").read_text() == "mine"
-    tf_reorder.convert_saved_model(src, dst, overwrite=True)
+    tf_reorder.convert_saved_model(src, dst, overwrite=True)  # a SavedModel: replaced whole
     assert saved_model.is_saved_model(dst) and not (dst / "keep.txt").exists()
     assert [p for p in os.listdir(tmp_path) if p.startswith(".tf-reorder-")] == []
+
+
+def test_overwrite_replaces_only_a_saved_model_or_an_empty_directory(exported, tmp_path):
+    _, src, _, _ = exported
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(tf_reorder.ReorderError, match="exists and is not a SavedModel"):
+        tf_reorder.convert_saved_model(src, mine, overwrite=True)
+    assert os.listdir(mine) == ["notes.txt"] and (mine / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    tf_reorder.convert_saved_model(src, empty, overwrite=True)
+    assert saved_model.is_saved_model(empty)
+
+
+def test_converting_a_converted_saved_model_moves_nothing(exported, tmp_path):
+    """Idempotence: the second conversion keeps the first one's graphs, byte for byte."""
+    _, _, dst, _ = exported
+    again = tmp_path / "again"
+    report = tf_reorder.convert_saved_model(dst, again)
+    assert not report.moved, str(report)
+    first, second = saved_model.read_saved_model(dst), saved_model.read_saved_model(again)
+    assert [m.graph_def.SerializeToString(deterministic=True) for m in first.meta_graphs] == \
+        [m.graph_def.SerializeToString(deterministic=True) for m in second.meta_graphs]
 
 
 @pytest.mark.parametrize("make, message", [

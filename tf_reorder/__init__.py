@@ -196,13 +196,15 @@ def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,
     Every signature and restored function is rewritten; variables/ and assets/
     are copied byte for byte; signatures keep their names; the fingerprint is
     recomputed. `dst` is written atomically and an existing one is replaced only
-    with ``overwrite=True``; `src` is never modified. ``target`` is as for
+    with ``overwrite=True``, and then only if it is a SavedModel or an empty
+    directory; `src` is never modified. ``target`` is as for
     `reorder`.
 
     Raises:
       ReorderError: `src` is not a readable SavedModel, or `dst` is refused (it
         exists without ``overwrite``, it is `src` or inside it, it contains
-        `src`, its directory is missing or not writable), or an argument has
+        `src`, it is a non-empty directory that is not a SavedModel, its
+        directory is missing or not writable), or an argument has
         the wrong type.
       OSError: writing failed part way (disk full, I/O error); nothing is left
         at `dst` or beside it.
@@ -220,6 +222,10 @@ def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,
 
 def plan(model: Any, *, target: str | Policy | None = "any") -> Report:
     """The decisions `reorder` would take, without building anything.
+
+    Where something moves inside a nested model, `reorder` decides further rounds
+    on the model it built (an activation may then leave the nested model); `plan`
+    builds that model too, and returns it to no one.
 
     ``target`` is as for `reorder`.
 

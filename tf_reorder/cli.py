@@ -18,7 +18,8 @@ Usage:
       and an existing OUT is replaced only with --overwrite. OUT must end in
       .keras, must not be IN, and its directory must exist and be writable.
       A SavedModel directory (e.g. from model.export()) is converted to another
-      directory: every signature's and restored function's graph is rewritten,
+      directory (--overwrite replaces only a SavedModel or an empty directory):
+      every signature's and restored function's graph is rewritten,
       variables/ and assets/ are copied byte for byte, and the fingerprint is
       recomputed.
 

@@ -4,7 +4,8 @@ It finds ``f -> [Identity | Pad | ...] -> max`` in the top-level nodes of a
 `GraphDef` and in every `FunctionDef` of its library (the bodies behind
 ``PartitionedCall``, ``If``/``While``/``Case`` branches, at any depth) and
 rewrites it to ``[Identity | Pad | ...] -> max -> f``, asking `algebra` whether
-each move is exact.
+each move is exact. It repeats until nothing moves, so chains such as
+``f1 -> f2 -> max`` move whole and a second pass changes nothing.
 
 Names that other nodes, fetches and function outputs refer to are kept: the
 activation takes the pool's name (so every reference to the pooled value now
@@ -123,11 +124,15 @@ class _Body:
             collections.defaultdict(list)
         self.control_consumers: dict[str, list[str]] = collections.defaultdict(list)
         self.with_control_inputs: set[str] = set()
+        # id(node) -> (its name in the input, its position): the report speaks of the
+        # input's names, though a pass that moves activations more than once renames.
+        self.original: dict[int, tuple[str, int]] = {}
         consumers, control = self.consumers, self.control_consumers
-        activations, by_name = self.activations, self.nodes
-        for node in nodes:
+        activations, by_name, original = self.activations, self.nodes, self.original
+        for position, node in enumerate(nodes):
             name = node.name
             by_name[name] = node
+            original[id(node)] = (name, position)
             if node.op in _ACTIVATION_OPS:
                 activations.append(node)
             for i, text in enumerate(node.input):
@@ -137,6 +142,14 @@ class _Body:
                 else:
                     consumers[text.partition(":")[0]].append((node, i))
         self.returned = {self.parse(v).node for v in (returns or {}).values()}
+
+    def label(self, node: node_def_pb2.NodeDef) -> str:
+        """The node's name in the input graph."""
+        return self.original[id(node)][0]
+
+    def label_of_name(self, name: str) -> str:
+        node = self.nodes.get(name)
+        return name if node is None else self.label(node)
 
     def parse(self, text: str) -> _Ref:
         if text.startswith("^"):
@@ -210,23 +223,24 @@ def _walk(body: _Body, start: node_def_pb2.NodeDef) -> tuple[list[Any], list[Ste
     current = start
     while True:
         if body.control_consumers.get(current.name):
-            return nodes, steps, f"'{current.name}' is a control input of " + \
-                ", ".join(f"'{n}'" for n in sorted(body.control_consumers[current.name]))
+            return nodes, steps, f"'{body.label(current)}' is a control input of " + \
+                ", ".join(f"'{body.label_of_name(n)}'"
+                          for n in sorted(body.control_consumers[current.name]))
         if current.name in body.returned:
-            return nodes, steps, f"'{current.name}' is an output of {body.scope}"
+            return nodes, steps, f"'{body.label(current)}' is an output of {body.scope}"
         if current.name in body.kept:
-            return nodes, steps, f"'{current.name}' is fetched or preserved"
+            return nodes, steps, f"'{body.label(current)}' is fetched or preserved"
         consumers = body.data_consumers(current.name)
         if len(consumers) != 1:
-            names = ", ".join(sorted({f"'{c.name}'" for c, _ in consumers}))
-            return nodes, steps, (f"the output of '{current.name}' has {len(consumers)} "
-                                  f"consumers ({names})" if consumers else "")
+            names = ", ".join(sorted({f"'{body.label(c)}'" for c, _ in consumers}))
+            return nodes, steps, (f"the output of '{body.label(current)}' has "
+                                  f"{len(consumers)} consumers ({names})" if consumers else "")
         consumer, position = consumers[0]
         step = step_of(consumer, body)
         if step is None or position != 0 or step.kind is StepKind.OTHER:
             return nodes, steps, ""
         if consumer.name in body.with_control_inputs:
-            return nodes, steps, f"'{consumer.name}' has control inputs"
+            return nodes, steps, f"'{body.label(consumer)}' has control inputs"
         nodes.append(consumer)
         steps.append(step)
         if step.kind is StepKind.AVERAGE_POOL:
@@ -252,13 +266,13 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
     elif landing == 0 and stop and verdict.reason == "no max pooling on the path":
         verdict = algebra.Verdict(False, stop)
     if verdict and node.name in body.with_control_inputs:
-        verdict = algebra.Verdict(False, f"'{node.name}' has control inputs")
+        verdict = algebra.Verdict(False, f"'{body.label(node)}' has control inputs")
     crossed = chain[:landing] if landing else chain
     landing_node = crossed[-1] if landing else (chain[pools[0]] if pools else beyond)
     before = body.elements(node)
     after = body.elements(landing_node) if landing and before is not None else None
     if verdict and _dtype(landing_node) != _dtype(node):
-        verdict = algebra.Verdict(False, f"'{landing_node.name}' has another dtype")
+        verdict = algebra.Verdict(False, f"'{body.label(landing_node)}' has another dtype")
     if verdict:
         verdict = (algebra.worth_moving(before, after) if before is not None and after is not None
                    else algebra.worth_moving_any_size(
@@ -267,16 +281,16 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
     allowed = verdict.ok  # by the rules; the site then reports where it would land
     if verdict and policy is not None:
         verdict = policy.decide(function.family)
-    producer = body.parse(node.input[0]).node if node.input else None
+    producer = body.label_of_name(body.parse(node.input[0]).node) if node.input else None
     site = Site(
         scope=body.scope,
-        activation=node.name,
+        activation=body.label(node),
         function=function.name,
         fused=False,
         producer=producer,
-        between=tuple(n.name for n in crossed[:-1]) if allowed else
-        tuple(n.name for n in chain[:pools[0]]) if pools else (),
-        pool=landing_node.name if landing_node is not None else None,
+        between=tuple(body.label(n) for n in crossed[:-1]) if allowed else
+        tuple(body.label(n) for n in chain[:pools[0]]) if pools else (),
+        pool=body.label(landing_node) if landing_node is not None else None,
         moved=bool(verdict),
         reason=verdict.reason,
         elements_before=before,
@@ -383,23 +397,73 @@ def _retarget(body: _Body, text: str, landing: str, pool_name: str, old_pool_out
 
 
 def _process(body: _Body, policy: Policy | None = None) -> list[Site]:
-    sites: list[Site] = []
-    candidates = []
-    for node in body.activations:
-        candidate = _decide(body, node, activation_of(node), policy)
-        if candidate is not None:
+    """Moves activations until none can move; one site per activation, in input order.
+
+    A move can make another possible: in ``f1 -> f2 -> pool`` f1 feeds a pool once
+    f2 has moved after it, and in ``f1 -> pool -> f2 -> pool2`` f1 moves on after
+    pool2 once f2 has. So after each round the activations that now reach a
+    landing pool through steps, and the ones that moved, are decided again, until
+    a round moves nothing; the result is a fixed point of the pass (a second pass
+    moves nothing). An activation that moved more than once is one site, from its
+    input to its last landing.
+    """
+    sites: dict[int, Site] = {}
+    pending = list(body.activations)
+    for _ in range(len(body.nodes) * len(body.activations) + 1):
+        candidates = []
+        for node in pending:
+            candidate = _decide(body, node, activation_of(node), policy)
+            if candidate is None:
+                continue
             candidates.append(candidate)
-            sites.append(candidate.site)
-    claimed: set[str] = set()
-    for candidate in candidates:
-        if not candidate.site.moved:
-            continue
-        names = {candidate.activation.name, *(n.name for n in candidate.chain)}
-        if names & claimed:  # overlapping chains: the first one wins this pass
-            continue
-        claimed |= names
-        _rewrite(body, candidate)
-    return sites
+            earlier = sites.get(id(node))
+            if earlier is None or not earlier.moved:
+                sites[id(node)] = candidate.site
+            elif candidate.site.moved:
+                sites[id(node)] = _moved_on(earlier, candidate.site)
+        claimed: set[str] = set()
+        landings = []
+        for candidate in candidates:
+            if not candidate.site.moved:
+                continue
+            names = {candidate.activation.name, *(n.name for n in candidate.chain)}
+            if names & claimed:  # overlapping chains: the first one wins this round
+                continue
+            claimed |= names
+            _rewrite(body, candidate)
+            landings.append((candidate.activation, candidate.chain[-1]))
+        if not landings:
+            return [sites[key] for key in sorted(sites, key=lambda k: body.original[k][1])]
+        again: dict[int, node_def_pb2.NodeDef] = {}
+        for activation, landing in landings:
+            again[id(activation)] = activation
+            upstream = _activation_before(body, landing)
+            if upstream is not None:
+                again[id(upstream)] = upstream
+        pending = list(again.values())
+    raise ReorderError(f"internal error: moving activations in {body.scope} did not settle")
+
+
+def _moved_on(earlier: Site, later: Site) -> Site:
+    """One site for an activation that moved after `earlier.pool`, then after `later.pool`."""
+    return dataclasses.replace(
+        earlier, between=(*earlier.between, earlier.pool, *later.between), pool=later.pool,
+        elements_after=later.elements_after if earlier.elements_after is not None else None)
+
+
+def _activation_before(body: _Body, node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef | None:
+    """The activation that reaches `node` through steps (first outputs), if any."""
+    while node.input:
+        ref = body.parse(node.input[0])
+        producer = body.nodes.get(ref.node)
+        if ref.control or producer is None or not body.is_first_output(ref):
+            return None
+        if producer.op in _ACTIVATION_OPS:
+            return producer
+        if step_of(producer, body) is None:
+            return None
+        node = producer
+    return None
 
 
 def _kept_names(preserve: Iterable[str]) -> set[str]:

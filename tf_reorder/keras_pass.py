@@ -265,6 +265,7 @@ class _Move:
     fused: bool
     landing_is_output: bool
     crosses_boundary: bool = False
+    site: Site | None = None  # the report's entry for this move
 
 
 @dataclasses.dataclass
@@ -290,6 +291,10 @@ class _Plan:
     root: _ModelPlan
     sites: list[Site]
     split_layers: dict[int, Any]  # id(layer) -> the original producer layer
+    site_layers: dict[int, Any]  # id(site) -> the layer applying its activation
+    # A move inside a nested model (or out of one): what the nested model returns
+    # changes, and a pool outside may take an activation further in another round.
+    moves_in_nested_model: bool
 
 
 def check_model(model: Any) -> None:
@@ -328,6 +333,8 @@ class _Analyzer:
         self.model = model
         self.policy = policy
         self.sites: list[Site] = []
+        self.site_layers: dict[int, Any] = {}
+        self.moves_in_nested_model = False
         self.split_layers: dict[int, Any] = {}  # id -> producer that loses its activation
         self.plans: dict[int, _ModelPlan] = {}
         self.graphs: dict[int, _Graph] = {}
@@ -337,7 +344,8 @@ class _Analyzer:
     def run(self) -> _Plan:
         root = self.analyze_model(self.model, self.model.name, calls_per_sample=1)
         self._mark_split_keeps()
-        return _Plan(root, self.sites, self.split_layers)
+        return _Plan(root, self.sites, self.split_layers, self.site_layers,
+                     self.moves_in_nested_model)
 
     def _count_model_calls(self, model: Any) -> None:
         if id(model) in self.graphs:
@@ -372,6 +380,7 @@ class _Analyzer:
             site, move = _analyze_site(plan, call, function, policy=self.policy)
             if site is None:
                 continue
+            self.site_layers[id(site)] = layer
             found.append((call.position, site))
             if move is not None:
                 self._record(plan, move, inner=None)
@@ -393,6 +402,8 @@ class _Analyzer:
             if inner is None:
                 plan.skipped[call.position] = move.landing.position
         plan.edits[move.landing.position] = Edit.APPLY_AFTER
+        if where.model is not self.model:
+            self.moves_in_nested_model = True
         plan.moves_by_landing.setdefault(move.landing.position, []).insert(0, move)
 
     def _boundary_sites(self, plan: _ModelPlan, call: _Call,
@@ -428,6 +439,7 @@ class _Analyzer:
                                            limit_position=limit)
                 if site is None:
                     break
+                self.site_layers[id(site)] = activation_call.layer
                 sites.append(site)
                 if move is None:
                     break
@@ -643,7 +655,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
     if not verdict:
         return site, None
     move = _Move(call, function, landing_call, fused,
-                 landing_is_output=id(landing_call.outputs[0]) in graph.output_ids)
+                 landing_is_output=id(landing_call.outputs[0]) in graph.output_ids, site=site)
     return site, move
 
 
@@ -692,6 +704,10 @@ class _Builder:
         self.plan = plan
         self.linear_layers: dict[int, Any] = {}
         self.rebuilt: dict[int, Any] = {}
+        # id(layer applying a moved activation in the new model) -> the move's site
+        self.origins: dict[int, Site] = {}
+        # (model name, new name of a landing pool) -> its name before
+        self.renamed_pools: dict[tuple[str, str], str] = {}
 
     def model(self, model_plan: _ModelPlan, *, top: bool = False) -> Any:
         model = model_plan.model
@@ -699,7 +715,7 @@ class _Builder:
             return model
         if id(model) in self.rebuilt:
             return self.rebuilt[id(model)]
-        names = _NameSource(layer.name for layer in model.layers)
+        names = _NameSource((layer.name for layer in model.layers), model=model.name)
         if isinstance(model, keras.Sequential):
             new = self._sequential(model_plan, names)
         else:
@@ -814,6 +830,7 @@ class _Builder:
             pool_config = pool.get_config()
             pool_config["name"] = names.fresh(f"{pool.name}_pool")
             pool = type(pool).from_config(pool_config)
+            self.renamed_pools[(names.model, pool.name)] = output_name
         activations = [self._activation_after(move, names,
                                               output_name if i == len(moves) - 1 else None)
                        for i, move in enumerate(moves)]
@@ -822,6 +839,13 @@ class _Builder:
     def _activation_after(self, move: _Move, names: "_NameSource",
                           activation_name: str | None) -> Any:
         """The layer that applies `move`'s activation after its landing pool."""
+        layer = self._new_activation_after(move, names, activation_name)
+        if move.site is not None:
+            self.origins[id(layer)] = move.site
+        return layer
+
+    def _new_activation_after(self, move: _Move, names: "_NameSource",
+                              activation_name: str | None) -> Any:
         source = move.activation_call.layer
         pool = move.landing.layer
         pooled = move.landing.outputs[0]
@@ -863,8 +887,9 @@ def _prelu_for(source: Any, pooled: Any, pool_layer: Any, name: str) -> Any:
 class _NameSource:
     """Layer names unique within one model."""
 
-    def __init__(self, taken: Any) -> None:
+    def __init__(self, taken: Any, model: str = "") -> None:
         self.taken = set(taken)
+        self.model = model
 
     def fresh(self, base: str) -> str:
         name, i = base, 1
@@ -889,16 +914,89 @@ def _copy_compile_state(model: Any, new: Any) -> None:
 
 def plan(model: Any, target: str | Policy | None = "any") -> Report:
     policy = load_policy(target)
+    analysis = analyze(model, policy)
+    if analysis.moves_in_nested_model:  # later rounds are decided on the built model
+        return _fixed_point(model, analysis, policy)[1]
     return Report(model.name if isinstance(model, keras.Model) else "?",
-                  tuple(analyze(model, policy).sites))
+                  tuple(analysis.sites))
 
 
 def reorder(model: Any, target: str | Policy | None = "any") -> tuple[Any, Report]:
     policy = load_policy(target)
-    analysis = analyze(model, policy)
-    new = _Builder(analysis).model(analysis.root, top=True)
-    report = Report(model.name, tuple(analysis.sites))
+    new, report = _fixed_point(model, analyze(model, policy), policy)
     logging.info("reordered '%s': %d of %d sites moved, %d activation elements per sample "
                  "saved", model.name, len(report.moved), len(report.sites),
                  report.elements_saved)
     return new, report
+
+
+_MAX_ROUNDS = 64
+
+
+def _fixed_point(model: Any, analysis: _Plan, policy: Policy | None) -> tuple[Any, Report]:
+    """Builds `analysis`, then rewrites the result again until nothing moves.
+
+    One round decides a nested model's activations before the graph around it,
+    and their walks stop at the nested model's output: an activation that lands
+    on a pool there becomes the nested model's output, and only the next round
+    sees the pool outside that it may move after. A round after the first runs
+    only when something moved inside a nested model. An activation moved in
+    several rounds is one site, from its place in `model` to its last landing.
+    """
+    sites: list[Site] = []
+    slot_of_site: dict[int, int] = {}  # id(site of this round) -> index in `sites`
+    slot_of_layer: dict[int, int] = {}  # id(layer of the model analyzed) -> index
+    renamed_pools: dict[tuple[str, str], str] = {}
+    new = model
+    for round_number in range(_MAX_ROUNDS):
+        for site in analysis.sites:
+            layer_id = id(analysis.site_layers[id(site)])
+            slot = slot_of_layer.get(layer_id)
+            if slot is None:
+                slot = len(sites)
+                sites.append(site)
+            elif site.moved:
+                sites[slot] = _moved_on(sites[slot], site, renamed_pools)
+            slot_of_site[id(site)] = slot
+        if round_number and not any(site.moved for site in analysis.sites):
+            return new, Report(model.name, tuple(sites))
+        builder = _Builder(analysis)
+        new = builder.model(analysis.root, top=True)
+        if not analysis.moves_in_nested_model:
+            return new, Report(model.name, tuple(sites))
+        # The layers of `new` that apply a site's activation: kept ones and moved ones.
+        slot_of_layer = {id(analysis.site_layers[id(site)]): slot_of_site[id(site)]
+                         for site in analysis.sites}
+        slot_of_layer.update({layer_id: slot_of_site[id(site)]
+                              for layer_id, site in builder.origins.items()})
+        renamed_pools = builder.renamed_pools
+        analysis = analyze(new, policy)
+        slot_of_site = {}
+    raise ReorderError(f"internal error: reordering '{model.name}' did not settle")
+
+
+def _moved_on(earlier: Site, later: Site, renamed_pools: dict[tuple[str, str], str]) -> Site:
+    """One site for an activation that moved to `earlier.pool`, then on to `later.pool`.
+
+    `later` names layers of the model the earlier round built: a landing pool
+    renamed there (``<pool>_pool``) gets its earlier name back. When the
+    activation left a nested model, the site moves to the enclosing scope and
+    the names inside get the nested model's name in front.
+    """
+    model = later.scope.rsplit("/", 1)[-1]
+
+    def before(name: str) -> str:
+        return renamed_pools.get((model, name), name)
+
+    inside = earlier.scope.removeprefix(later.scope).lstrip("/")
+
+    def outer(name: str) -> str:
+        return f"{inside}/{name}" if inside else name
+
+    return dataclasses.replace(
+        earlier, scope=later.scope, activation=outer(earlier.activation),
+        producer=outer(earlier.producer) if earlier.producer else earlier.producer,
+        between=(*map(outer, earlier.between), outer(earlier.pool or "?"),
+                 *map(before, later.between)),
+        pool=before(later.pool) if later.pool else later.pool,
+        elements_after=later.elements_after if earlier.elements_after is not None else None)

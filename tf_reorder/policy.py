@@ -172,6 +172,8 @@ def load_policy(target: str | Policy | None,
     if not isinstance(target, str):
         raise ReorderError(f"target must be a runtime name or a Policy, not "
                            f"{type(target).__name__}")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ReorderError(f"policy path must be a path, not {type(path).__name__}")
     source = PACKAGED_POLICY if path is None else os.fspath(path)
     provenance, runtimes = _read(source)
     known = ", ".join(("any", "all", *runtimes))

@@ -109,6 +109,9 @@ def _check_destination(src: str, dst: str, overwrite: bool) -> None:
         raise ReorderError(f"{dst}: already exists (pass overwrite=True to replace it)")
     if os.path.lexists(dst) and not os.path.isdir(dst):
         raise ReorderError(f"{dst}: exists and is not a directory")
+    if os.path.isdir(dst) and os.listdir(dst) and not is_saved_model(dst):
+        raise ReorderError(f"{dst}: exists and is not a SavedModel; overwrite replaces only "
+                           "a SavedModel or an empty directory")
     parent = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(parent):
         missing = "is not a directory" if os.path.exists(parent) else "does not exist"

@@ -14,16 +14,17 @@ turning off only the arithmetic optimizer makes them right:
    generator, in the original graph.
 
 Neither is a bug of tf_reorder's rewrite, whose graphs compute the right values.
-But a rewrite can expose the first one: tf_reorder moves only the activation
-next to the pool in one pass (``f1 -> f2 -> pool`` becomes ``f1 -> pool -> f2``;
-f1 moves in a second pass), so when f1 reads a Split's second output, the
-one-pass result hands Grappler exactly the pattern it breaks, where the original
-(LeakyRelu before the pool, which Grappler does not swap) ran right.
+But a rewrite could expose the first one, and did: tf_reorder used to move only
+the activation next to the pool in one pass (``f1 -> f2 -> pool`` became
+``f1 -> pool -> f2``; f1 moved in a second pass), so when f1 read a Split's
+second output, the result handed Grappler exactly the pattern it breaks, where
+the original (LeakyRelu before the pool, which Grappler does not swap) ran
+right. The pass now moves such chains whole (`graph_pass._process`).
 
-The fuzz checks therefore call a rewritten function again with the arithmetic
-optimizer off where its values differ (`fuzz_graph_checks._check_function`).
-The xfail tests below pass once TF is fixed (then drop that fallback), and the
-chain one also once tf_reorder moves chains of activations in one pass.
+The fuzz checks accept a rewritten function whose call disagrees only where
+the original's call disagrees too, and then call it with the arithmetic
+optimizer off (`fuzz_graph_checks._check_function`). The xfail tests below
+pass once TF is fixed; then drop that fallback.
 """
 
 import numpy as np
@@ -83,11 +84,10 @@ def test_the_original_chain_runs_right():
                                chain_of_split(tf.constant(X)), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="one pass moves only leaky_relu, leaving "
-                   "max_pool(selu(split:1)) for Grappler's broken swap")
 def test_the_rewritten_chain_runs_right():
+    """Both activations move in one pass: no max_pool(selu(split:1)) is left for Grappler."""
     new, report = tf_reorder.reorder_function(concrete(chain_of_split))
-    assert len(report.moved) == 1
+    assert [s.function for s in report.moved] == ["Selu", "LeakyRelu(alpha=0.3)"]
     np.testing.assert_allclose(new(tf.constant(X)), chain_of_split(tf.constant(X)),
                                rtol=1e-6, atol=1e-6)
 
