@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 
@@ -450,6 +451,15 @@ def test_demo_vgg16(capsys, tmp_path):
     finally:
         if target.exists():
             target.unlink()  # about 550 MB
+
+
+def test_demo_without_out_removes_its_scratch_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TemporaryDirectory goes
+    result = run_cli(capsys, "demo", "--model=MobileNetV3Small")
+    assert result.code == 0, result
+    assert "removed at the end; pass --out=PATH.keras to keep it" in result.out
+    assert "reloaded model vs original:" in result.out and result.out.endswith("ok\n")
+    assert os.listdir(tmp_path) == []
 
 
 def test_demo_refuses_before_building(capsys, tmp_path):

@@ -27,8 +27,8 @@ Usage:
                   [--target=RUNTIME]
       Build a keras.applications model with random weights (nothing is
       downloaded), rewrite it, check both give equal outputs on a random batch
-      (bitwise for the relu family), save the result (to --out, by default
-      into a fresh temporary directory), load it back and check it again.
+      (bitwise for the relu family), save the result (to --out; without it to
+      a temporary file, removed at the end), load it back and check it again.
 
   --target=RUNTIME decides for the runtime the model will run on: a move the
   rules allow is made only where tf-reorder's runtime policy (measured by
@@ -56,6 +56,7 @@ import os
 # Before anything imports TensorFlow: keep its C++ logging off stderr.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import contextlib  # noqa: E402
 import difflib  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
@@ -90,7 +91,7 @@ _BATCH = flags.DEFINE_integer(
 _SEED = flags.DEFINE_integer("seed", 0, "demo: the seed of the random inputs.")
 _OUT = flags.DEFINE_string(
     "out", None, "demo: where to save the reordered model (must end in .keras); "
-    "default: a fresh temporary directory.")
+    "default: a temporary file, removed at the end.")
 _TARGET = flags.DEFINE_string(
     "target", "any", "inspect, convert, demo: the runtime to decide for: a move is made "
     "only where the runtime policy measured it faster there. One of the runtimes in the "
@@ -442,19 +443,23 @@ def run_demo() -> int:
         raise CliError(f"the reordered {_MODEL.value} gives different outputs: "
                        f"{_describe(comparison)}, required {required}")
 
-    if out is None:
-        directory = tempfile.mkdtemp(prefix="tf-reorder-demo-")
-        out = os.path.join(directory, f"{_MODEL.value.lower()}_reordered.keras")
-    save_model_atomically(new, out, overwrite=_OVERWRITE.value)
-    print(f"saved the reordered model to {out} ({_size(out)})")
+    with contextlib.ExitStack() as stack:
+        if out is None:  # a scratch file (VGG16's is 550 MB): removed once checked
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="tf-reorder-demo-"))
+            out = os.path.join(directory, f"{_MODEL.value.lower()}_reordered.keras")
+            where = f"{out}, removed at the end; pass --out=PATH.keras to keep it"
+        else:
+            where = out
+        save_model_atomically(new, out, overwrite=_OVERWRITE.value)
+        print(f"saved the reordered model to {where} ({_size(out)})")
 
-    import keras  # pylint: disable=g-import-not-at-top
+        import keras  # pylint: disable=g-import-not-at-top
 
-    loaded = keras.saving.load_model(out, compile=False)
-    reloaded = verify.compare_models(model, loaded, inputs)
+        loaded = keras.saving.load_model(out, compile=False)
+        reloaded = verify.compare_models(model, loaded, inputs)
     print(f"reloaded model vs original: {_describe(reloaded)}")
     if not _equal(reloaded, bitwise):
-        raise CliError(f"the reloaded {out} gives different outputs: "
+        raise CliError(f"the reloaded {where} gives different outputs: "
                        f"{_describe(reloaded)}, required {required}")
     print("ok")
     return 0
