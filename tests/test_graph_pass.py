@@ -331,6 +331,37 @@ def test_reorder_function_keeps_a_structured_input_signature():
     assert concrete(feed).numpy().tobytes() == new(feed).numpy().tobytes()
 
 
+def test_reorder_function_keeps_keyword_arguments_and_python_values():
+    """Keyword-only tensors, and a Python None traced as a constant, are called as before."""
+    @tf.function
+    def fn(image, bias=None, *, scale, shift):
+        out = pool(tf.nn.relu(conv(image) * scale - shift))
+        return out if bias is None else out + bias
+
+    concrete = fn.get_concrete_function(tf.TensorSpec(SPEC.shape, SPEC.dtype),
+                                        scale=tf.TensorSpec([], tf.float32),
+                                        shift=tf.TensorSpec([], tf.float32))
+    new, report = tf_reorder.reorder_function(concrete)
+    assert len(report.moved) == 1
+    assert new.structured_input_signature == concrete.structured_input_signature
+    image, scale, shift = tf.constant(X), tf.constant(0.5), tf.constant(-0.25)
+    calls = [lambda f: f(image, scale=scale, shift=shift),
+             lambda f: f(image, None, scale=scale, shift=shift),
+             lambda f: f(shift=shift, image=image, scale=scale),
+             lambda f: f(image, scale, shift),  # the flat signature, as a fallback
+             lambda f: f(image, scale=scale)]  # a missing argument
+
+    def outcome(call, f):
+        try:
+            return call(f).numpy().tobytes()
+        except TypeError:
+            return "TypeError"
+
+    outcomes = [(outcome(call, concrete), outcome(call, new)) for call in calls]
+    assert [a == b for a, b in outcomes] == [True] * len(calls)
+    assert [a == "TypeError" for a, _ in outcomes] == [False, False, False, False, True]
+
+
 @pytest.mark.parametrize("where", ["graph", "function"])
 def test_chained_sites_in_any_node_order(where):
     """sigmoid -> pool -> relu -> pool: both move, whichever the pass rewrites first.

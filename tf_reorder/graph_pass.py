@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import inspect
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -559,6 +560,22 @@ def _rename_changed_functions(old: graph_pb2.GraphDef, new: graph_pb2.GraphDef) 
         gradient.function_name = renames.get(gradient.function_name, gradient.function_name)
 
 
+def _python_signature(function_type: inspect.Signature,
+                      traced: dict[str, Any]) -> inspect.Signature:
+    """`function_type`'s parameters, with a traced Python value as the default."""
+    def default(name: str) -> Any:
+        value = traced.get(name, inspect.Parameter.empty)
+        return value if value is None or isinstance(value, (bool, int, float, str, bytes)) \
+            else inspect.Parameter.empty
+
+    parameters = list(function_type.parameters.values())
+    try:
+        return inspect.Signature([inspect.Parameter(p.name, p.kind, default=default(p.name))
+                                  for p in parameters])
+    except ValueError:  # a default before a parameter without one: no defaults then
+        return inspect.Signature([inspect.Parameter(p.name, p.kind) for p in parameters])
+
+
 def _func_attrs(node: node_def_pb2.NodeDef) -> Iterable[Any]:
     for value in node.attr.values():
         if value.HasField("func"):
@@ -604,14 +621,21 @@ def reorder_function(concrete_function: Any, *,
     argument_names, capture_names = inputs[:len(inputs) - len(captures)], \
         inputs[len(inputs) - len(captures):]
     positional, keywords = concrete_function.structured_input_signature
-    if keywords:  # tf.function input signatures are positional only
-        signature = [tf.TensorSpec(graph.get_tensor_by_name(n).shape,
-                                   graph.get_tensor_by_name(n).dtype) for n in argument_names]
-    else:
-        signature = list(positional)
+    # The same parameters (names and kinds), so the result is called as the input is. A
+    # Python value the function was traced with (a None, a number) is the only value it
+    # accepts there; like the input, the result takes it as the default.
+    names = list(concrete_function.function_type.parameters)
+    traced = {**dict(zip(names, positional)), **keywords}
+    python_signature = _python_signature(concrete_function.function_type, traced)
+    positional_names = names[:len(positional)]
 
-    def reordered(*arguments: Any) -> Any:
-        flat = tf.nest.flatten(arguments, expand_composites=True)
+    def reordered(*args: Any, **kwargs: Any) -> Any:
+        bound = python_signature.bind(*args, **kwargs)
+        structured = (tuple(bound.arguments[n] for n in positional_names),
+                      {k: bound.arguments[k] for k in keywords})
+        # In the order of the graph's inputs; Python values (None, numbers) are not inputs.
+        flat = [v for v in tf.nest.flatten(structured, expand_composites=True)
+                if tf.is_tensor(v) or isinstance(v, tf.Variable)]
         input_map = dict(zip(argument_names, flat, strict=True))
         func_graph = tf.compat.v1.get_default_graph()
         # The same captured values (variable handles), not copies.
@@ -626,6 +650,8 @@ def reorder_function(concrete_function: Any, *,
         return tf.nest.pack_sequence_as(concrete_function.structured_outputs, flat,
                                         expand_composites=True)
 
+    reordered.__signature__ = python_signature  # what tf.function reads the parameters from
+
     # Functions that reach a graph through import_graph_def are not registered with
     # the eager runtime on their own; the call would not find them.
     from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
@@ -635,5 +661,5 @@ def reorder_function(concrete_function: Any, *,
         if not runtime.has_function(function_def.signature.name):
             runtime.add_function_def(function_def)
 
-    function = tf.function(reordered, input_signature=signature, autograph=False)
-    return function.get_concrete_function(), report
+    function = tf.function(reordered, autograph=False)
+    return function.get_concrete_function(*positional, **keywords), report
