@@ -135,11 +135,22 @@ def run_graph_def(graph_def: graph_pb2.GraphDef, fetches: Sequence[str],
                 for values in feeds.sets]
 
 
-def run_function(function: Any, feeds: _Feeds) -> tuple[list[list[np.ndarray]], Any]:
-    """Calls a ConcreteFunction on every input set: flat numpy outputs, and the structure."""
+def run_function(function: Any, feeds: _Feeds, *,
+                 errors: bool = False) -> tuple[list[Any], Any]:
+    """Calls a ConcreteFunction on every input set: flat numpy outputs, and the structure.
+
+    With `errors`, a set on which TF's runtime raises an OpError gets the error
+    instead of its outputs.
+    """
     results, structure = [], None
     for values in feeds.sets:
-        out = function(*(tf.constant(v) for v in values[:feeds.arguments]))
+        try:
+            out = function(*(tf.constant(v) for v in values[:feeds.arguments]))
+        except tf.errors.OpError as error:
+            if not errors:
+                raise
+            results.append(error)
+            continue
         structure = out
         results.append([np.asarray(t) for t in tf.nest.flatten(out) if t is not None])
     return results, structure
@@ -548,25 +559,31 @@ def _check_function(case: GraphCase, function: Any, expected: list[list[np.ndarr
     TF's runtime (Grappler on) gets some graphs wrong by itself: its arithmetic
     optimizer's own max-of-monotone swap loses the output index of a Split and
     breaks a pool after a Reshape in a tf.cond branch
-    (tests/regressions/test_graph_grappler_arithmetic.py). So where the call
-    disagrees on an input set, the original function called the same way must
-    disagree there too (the rewrite may not expose the bug where the original
-    ran right), and the function must give `expected` when called with that
-    optimizer off.
+    (tests/regressions/test_graph_grappler_arithmetic.py), and where a conv reads
+    the wrong output, the call fails. So where the call disagrees on an input
+    set (or fails), the original function called the same way must disagree
+    there too (the rewrite may not expose the bug where the original ran right),
+    and the function must give `expected` when called with that optimizer off.
     """
     feeds = _feeds(function, case.inputs)
-    got, structure = run_function(function, feeds)
-    tf.nest.assert_same_structure(case.concrete.structured_outputs, structure)
+    got, structure = run_function(function, feeds, errors=True)
+    if structure is not None:
+        tf.nest.assert_same_structure(case.concrete.structured_outputs, structure)
     wrong = [i for i, (x, y) in enumerate(zip(expected, got, strict=True))
              if not _same(case, x, y)]
     if not wrong:
         return
-    original, _ = run_function(case.concrete, feeds)
-    _assert_equal(case, [expected[i] for i in wrong if _same(case, expected[i], original[i])],
-                  [got[i] for i in wrong if _same(case, expected[i], original[i])],
+    original, _ = run_function(case.concrete, feeds, errors=True)
+    exposed = [i for i in wrong if _same(case, expected[i], original[i])]
+    for i in exposed:
+        if isinstance(got[i], Exception):
+            raise _fail(case, f"{what} (called) fails on input set {i}, where TF runs the "
+                        f"original right: {str(got[i]).splitlines()[0]}", report)
+    _assert_equal(case, [expected[i] for i in exposed], [got[i] for i in exposed],
                   f"{what} (called, where TF runs the original right)", report)
     with without_arithmetic_optimizer():
-        got, _ = run_function(function, feeds)
+        got, structure = run_function(function, feeds)
+    tf.nest.assert_same_structure(case.concrete.structured_outputs, structure)
     _assert_equal(case, expected, got, f"{what} (called, Grappler's arithmetic optimizer off)",
                   report)
 
@@ -589,7 +606,10 @@ def without_arithmetic_optimizer() -> Iterator[None]:
             {"arithmetic_optimization": True if before is None else before})
 
 
-def _same(case: GraphCase, xs: list[np.ndarray], ys: list[np.ndarray]) -> bool:
+def _same(case: GraphCase, xs: Any, ys: Any) -> bool:
+    """Whether two input sets' outputs agree (an error agrees with nothing)."""
+    if isinstance(xs, Exception) or isinstance(ys, Exception):
+        return False
     try:
         _assert_equal(case, [xs], [ys], "")
     except FuzzFailure:

@@ -37,7 +37,8 @@ class Site:
         Both counts include every call of a nested model that is called at
         several places; None where the input size is not known statically.
       exact: whether both orders give bitwise-equal results (piecewise-linear
-        functions); otherwise they agree to about an ulp.
+        functions; where the input holds negative zeros, a zero may change its
+        sign); otherwise they agree to about an ulp.
       notes: anything else the user should know (e.g. a decision that rests on
         trained values).
       policy: the runtime policy the site was decided under, e.g. ``"tflite

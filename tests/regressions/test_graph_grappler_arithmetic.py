@@ -12,6 +12,10 @@ turning off only the arithmetic optimizer makes them right:
 2. In a tf.cond branch, ``max_pool(reshape(relu(x)))`` with a reshape to the same
    shape returns an empty tensor, shape (0,). Found at seed 99 of the first
    generator, in the original graph.
+3. The lost output index of 1. also makes a call fail: with a conv after
+   ``max_pool(erf(split(x, [1, 2])[1]))``, the conv gets the 1-channel output 0
+   and raises InvalidArgumentError. Found at soak seed 21928, in the original
+   graph (tf_reorder moved nothing there: the pool did not shrink).
 
 Neither is a bug of tf_reorder's rewrite, whose graphs compute the right values.
 But a rewrite could expose the first one, and did: tf_reorder used to move only
@@ -129,3 +133,29 @@ def test_the_rewritten_cond_runs_right():
 def test_the_fuzz_checks_hold_on_the_cond():
     check_graph(graph_case(tf.function(reshape_in_cond, autograph=False), [Y], exact=True,
                            description="tf.cond(sum(x) > 0, max_pool(reshape(relu(x))), 0)"))
+
+
+# -- 3. a Split's second output, then a conv: the call fails -------------------------------
+
+K = tf.constant(np.ones((1, 1, 2, 1), np.float32))
+Z = RNG.standard_normal((1, 4, 4, 3)).astype("float32")
+SPLIT_SPEC = tf.TensorSpec([1, 4, 4, 3], tf.float32)
+
+
+def conv_after_erf_of_split(x):
+    second = tf.split(x, [1, 2], axis=-1)[1]
+    return tf.nn.conv2d(tf.nn.max_pool2d(tf.math.erf(second), [3, 1], 1, "SAME"), K, 1, "VALID")
+
+
+def test_tf_fails_on_a_conv_after_the_swap():
+    function = concrete(conv_after_erf_of_split, SPLIT_SPEC)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="evenly divisible"):
+        function(tf.constant(Z))  # if this stops raising, TF is fixed
+    with without_arithmetic_optimizer():
+        np.testing.assert_array_equal(function(tf.constant(Z)),
+                                      conv_after_erf_of_split(tf.constant(Z)))
+
+
+def test_the_fuzz_checks_hold_where_tf_fails_on_the_original():
+    check_graph(graph_case(tf.function(conv_after_erf_of_split, autograph=False), [Z],
+                           exact=False, description="conv(max_pool(erf(split(x, [1, 2])[1])))"))
