@@ -704,8 +704,8 @@ class _Builder:
         self.plan = plan
         self.linear_layers: dict[int, Any] = {}
         self.rebuilt: dict[int, Any] = {}
-        # id(layer applying a moved activation in the new model) -> the move's site
-        self.origins: dict[int, Site] = {}
+        # id(layer applying a moved activation in the new model) -> (it, the move's site)
+        self.origins: dict[int, tuple[Any, Site]] = {}
         # (model name, new name of a landing pool) -> its name before
         self.renamed_pools: dict[tuple[str, str], str] = {}
 
@@ -841,7 +841,7 @@ class _Builder:
         """The layer that applies `move`'s activation after its landing pool."""
         layer = self._new_activation_after(move, names, activation_name)
         if move.site is not None:
-            self.origins[id(layer)] = move.site
+            self.origins[id(layer)] = (layer, move.site)
         return layer
 
     def _new_activation_after(self, move: _Move, names: "_NameSource",
@@ -945,13 +945,13 @@ def _fixed_point(model: Any, analysis: _Plan, policy: Policy | None) -> tuple[An
     """
     sites: list[Site] = []
     slot_of_site: dict[int, int] = {}  # id(site of this round) -> index in `sites`
-    slot_of_layer: dict[int, int] = {}  # id(layer of the model analyzed) -> index
+    # id(layer of the model analyzed) -> (index, the layer: held, so its id stays its own)
+    slot_of_layer: dict[int, tuple[int, Any]] = {}
     renamed_pools: dict[tuple[str, str], str] = {}
     new = model
     for round_number in range(_MAX_ROUNDS):
         for site in analysis.sites:
-            layer_id = id(analysis.site_layers[id(site)])
-            slot = slot_of_layer.get(layer_id)
+            slot, _ = slot_of_layer.get(id(analysis.site_layers[id(site)]), (None, None))
             if slot is None:
                 slot = len(sites)
                 sites.append(site)
@@ -965,10 +965,10 @@ def _fixed_point(model: Any, analysis: _Plan, policy: Policy | None) -> tuple[An
         if not analysis.moves_in_nested_model:
             return new, Report(model.name, tuple(sites))
         # The layers of `new` that apply a site's activation: kept ones and moved ones.
-        slot_of_layer = {id(analysis.site_layers[id(site)]): slot_of_site[id(site)]
-                         for site in analysis.sites}
-        slot_of_layer.update({layer_id: slot_of_site[id(site)]
-                              for layer_id, site in builder.origins.items()})
+        slot_of_layer = {id(layer): (slot_of_site[id(site)], layer) for site in analysis.sites
+                         for layer in [analysis.site_layers[id(site)]]}
+        slot_of_layer.update({id(layer): (slot_of_site[id(site)], layer)
+                              for layer, site in builder.origins.values()})
         renamed_pools = builder.renamed_pools
         analysis = analyze(new, policy)
         slot_of_site = {}
