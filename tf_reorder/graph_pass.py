@@ -125,15 +125,14 @@ class _Body:
             collections.defaultdict(list)
         self.control_consumers: dict[str, list[str]] = collections.defaultdict(list)
         self.with_control_inputs: set[str] = set()
-        # id(node) -> (its name in the input, its position): the report speaks of the
-        # input's names, though a pass that moves activations more than once renames.
-        self.original: dict[int, tuple[str, int]] = {}
+        # id(node) -> its name in the input, for the nodes a move renamed: the report
+        # speaks of the input's names, though a later round sees the new ones.
+        self.renamed: dict[int, str] = {}
         consumers, control = self.consumers, self.control_consumers
-        activations, by_name, original = self.activations, self.nodes, self.original
-        for position, node in enumerate(nodes):
+        activations, by_name = self.activations, self.nodes
+        for node in nodes:
             name = node.name
             by_name[name] = node
-            original[id(node)] = (name, position)
             if node.op in _ACTIVATION_OPS:
                 activations.append(node)
             for i, text in enumerate(node.input):
@@ -143,10 +142,11 @@ class _Body:
                 else:
                     consumers[text.partition(":")[0]].append((node, i))
         self.returned = {self.parse(v).node for v in (returns or {}).values()}
+        self.order = {id(node): i for i, node in enumerate(activations)}
 
     def label(self, node: node_def_pb2.NodeDef) -> str:
         """The node's name in the input graph."""
-        return self.original[id(node)][0]
+        return self.renamed.get(id(node), node.name)
 
     def label_of_name(self, name: str) -> str:
         node = self.nodes.get(name)
@@ -364,6 +364,8 @@ def _rewrite(body: _Body, candidate: _Candidate) -> None:
     consumers = list(body.data_consumers(landing_name))
     body.reconnect(chain[0], 0, f.input[0])
 
+    body.renamed.setdefault(id(landing), landing_name)
+    body.renamed.setdefault(id(f), f_name)
     landing.name, f.name = f_name, landing_name
     body.nodes[f_name], body.nodes[landing_name] = landing, f
     body.reconnect(f, 0, body.first_output(landing))
@@ -403,41 +405,37 @@ def _process(body: _Body, policy: Policy | None = None) -> list[Site]:
     A move can make another possible: in ``f1 -> f2 -> pool`` f1 feeds a pool once
     f2 has moved after it, and in ``f1 -> pool -> f2 -> pool2`` f1 moves on after
     pool2 once f2 has. So after each round the activations that now reach a
-    landing pool through steps, and the ones that moved, are decided again, until
-    a round moves nothing; the result is a fixed point of the pass (a second pass
-    moves nothing). An activation that moved more than once is one site, from its
-    input to its last landing.
+    landing pool through steps (nothing else changed for the others) are decided
+    again, until a round moves nothing; the result is a fixed point of the pass (a
+    second pass moves nothing). An activation that moved more than once is one
+    site, from its input to its last landing.
     """
     sites: dict[int, Site] = {}
     pending = list(body.activations)
     for _ in range(len(body.nodes) * len(body.activations) + 1):
-        candidates = []
-        for node in pending:
-            candidate = _decide(body, node, activation_of(node), policy)
-            if candidate is None:
-                continue
-            candidates.append(candidate)
+        candidates = [c for node in pending
+                      if (c := _decide(body, node, activation_of(node), policy)) is not None]
+        claimed: set[str] = set()
+        landings, retry = [], []
+        for candidate in candidates:
+            node, site = candidate.activation, candidate.site
+            if site.moved:
+                names = {node.name, *(n.name for n in candidate.chain)}
+                if names & claimed:  # overlapping chains: the first one moves this round
+                    retry.append(node)
+                    continue
+                claimed |= names
+                _rewrite(body, candidate)
+                landings.append(candidate.chain[-1])
             earlier = sites.get(id(node))
             if earlier is None or not earlier.moved:
-                sites[id(node)] = candidate.site
-            elif candidate.site.moved:
-                sites[id(node)] = _moved_on(earlier, candidate.site)
-        claimed: set[str] = set()
-        landings = []
-        for candidate in candidates:
-            if not candidate.site.moved:
-                continue
-            names = {candidate.activation.name, *(n.name for n in candidate.chain)}
-            if names & claimed:  # overlapping chains: the first one wins this round
-                continue
-            claimed |= names
-            _rewrite(body, candidate)
-            landings.append((candidate.activation, candidate.chain[-1]))
+                sites[id(node)] = site
+            elif site.moved:
+                sites[id(node)] = _moved_on(earlier, site)
         if not landings:
-            return [sites[key] for key in sorted(sites, key=lambda k: body.original[k][1])]
-        again: dict[int, node_def_pb2.NodeDef] = {}
-        for activation, landing in landings:
-            again[id(activation)] = activation
+            return [sites[key] for key in sorted(sites, key=body.order.__getitem__)]
+        again = {id(node): node for node in retry}
+        for landing in landings:
             upstream = _activation_before(body, landing)
             if upstream is not None:
                 again[id(upstream)] = upstream
