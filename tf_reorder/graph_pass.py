@@ -279,6 +279,8 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
                    else algebra.worth_moving_any_size(
                        [_sized_step(step, n) for step, n in zip(steps[:landing], crossed,
                                                                strict=True)]))
+    if verdict and landing:
+        verdict = _grappler_hazard(body, node, crossed[-1], policy)
     allowed = verdict.ok  # by the rules; the site then reports where it would land
     if verdict and policy is not None:
         verdict = policy.decide(function.family)
@@ -300,6 +302,46 @@ def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
         policy=policy.label if policy is not None else "any",
     )
     return _Candidate(node, function, crossed if verdict else [], site)
+
+
+# Ops Grappler's arithmetic optimizer swaps with a max after them
+# (IsElementWiseMonotonic in tensorflow/core/grappler/op_types.cc); a non-increasing
+# one turns a Max reduction into a Min, and is not swapped with a pool.
+GRAPPLER_NON_DECREASING_OPS = frozenset({
+    "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Ceil", "Elu", "Erf", "Exp", "Expm1", "Floor",
+    "Log", "Log1p", "Relu", "Relu6", "Rint", "Selu", "Sigmoid", "Sign", "Sinh", "Softsign",
+    "Softplus", "Sqrt", "Tanh"})
+GRAPPLER_NON_INCREASING_OPS = frozenset({"Acos", "Erfc", "Neg", "Rsqrt"})
+
+
+def _grappler_hazard(body: _Body, node: node_def_pb2.NodeDef, pool: node_def_pb2.NodeDef,
+                     policy: Policy | None) -> algebra.Verdict:
+    """Refuses a move that would hand Grappler a swap of its own.
+
+    Grappler's arithmetic optimizer swaps ``max(g(x))`` itself for the ops above,
+    and TF 2.21 gets that swap wrong in some graphs: it reads output 0 of a Split
+    where g read output 1, and it returns an empty tensor for a pool after a
+    Reshape in a tf.cond branch (tests/regressions/test_graph_grappler_arithmetic.py).
+    Where `node` stands between such a ``g`` and ``pool``, the original is safe
+    from it; moving `node` away would expose ``g`` to the pool, unless this pass
+    moves ``g`` too (in a later round).
+    """
+    ref = body.parse(node.input[0]) if node.input else None
+    g = body.nodes.get(ref.node) if ref is not None else None
+    swapped = GRAPPLER_NON_DECREASING_OPS | (GRAPPLER_NON_INCREASING_OPS
+                                             if pool.op == "Max" else frozenset())
+    if g is None or g.op not in swapped or len(body.data_consumers(g.name)) != 1:
+        return algebra.YES  # Grappler swaps only a g that the pool alone reads
+    function = activation_of(g)
+    if function is not None and g.name not in body.with_control_inputs \
+            and not body.control_consumers.get(g.name) \
+            and algebra.commutes_with_max(function, Step(StepKind.MAX_POOL, pool.name)) \
+            and (policy is None or policy.decide(function.family)):
+        return algebra.YES
+    return algebra.Verdict(False, (
+        f"'{body.label(pool)}' would then read {g.op} '{body.label(g)}', which Grappler's "
+        "arithmetic optimizer swaps with the pool itself, and TF 2.21 gets that swap wrong "
+        "in some graphs (a Split's second output, a Reshape in a tf.cond branch)"))
 
 
 def _sized_step(step: Step, node: node_def_pb2.NodeDef) -> Step:

@@ -16,9 +16,19 @@ turning off only the arithmetic optimizer makes them right:
    ``max_pool(erf(split(x, [1, 2])[1]))``, the conv gets the 1-channel output 0
    and raises InvalidArgumentError. Found at soak seed 21928, in the original
    graph (tf_reorder moved nothing there: the pool did not shrink).
+4. A rewrite must not expose 1. or 2.: ``max_pool(leaky_relu(sinh(split(x)[1])))``
+   runs right (Grappler does not swap LeakyRelu), but moving only the leaky_relu
+   (this pass does not move Sinh: it reaches -inf, which TF's MaxPool never
+   returns) left ``max_pool(sinh(split:1))``, which Grappler swaps (soak seed
+   28743, float16). Likewise ``relu6 -> atan -> reshape -> max_pool`` in a
+   tf.cond branch, the relu6 a control input (so this pass keeps it): moving the
+   atan left Grappler ``max_pool(reshape(relu6))``, and the call returned an
+   empty tensor (soak seed 29672). The pass now keeps an activation whose move
+   would let Grappler swap an op it does not move itself, with the reason
+   (`graph_pass._grappler_hazard`).
 
-Neither is a bug of tf_reorder's rewrite, whose graphs compute the right values.
-But a rewrite could expose the first one, and did: tf_reorder used to move only
+None is a bug of tf_reorder's rewrite, whose graphs compute the right values.
+But a rewrite could expose the first one, and did twice (4. above, and): tf_reorder used to move only
 the activation next to the pool in one pass (``f1 -> f2 -> pool`` became
 ``f1 -> pool -> f2``; f1 moved in a second pass), so when f1 read a Split's
 second output, the result handed Grappler exactly the pattern it breaks, where
@@ -37,7 +47,7 @@ import tensorflow as tf
 
 import tf_reorder
 from fuzz_graph_checks import check_graph, without_arithmetic_optimizer
-from fuzz_graphs import graph_case
+from fuzz_graphs import graph_case, random_graph
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((1, 4, 4, 2)).astype("float32")
@@ -159,3 +169,36 @@ def test_tf_fails_on_a_conv_after_the_swap():
 def test_the_fuzz_checks_hold_where_tf_fails_on_the_original():
     check_graph(graph_case(tf.function(conv_after_erf_of_split, autograph=False), [Z],
                            exact=False, description="conv(max_pool(erf(split(x, [1, 2])[1])))"))
+
+
+# -- 4. a move that would expose 1. is refused ---------------------------------------------
+
+
+def leaky_relu_of_sinh_of_split(x):
+    return tf.nn.max_pool2d(tf.nn.leaky_relu(tf.sinh(second_channel(x)), 0.2), 2, 2, "VALID")
+
+
+def test_a_move_that_would_hand_grappler_its_bug_is_refused():
+    original = concrete(leaky_relu_of_sinh_of_split)
+    expected = leaky_relu_of_sinh_of_split(tf.constant(X)).numpy()
+    np.testing.assert_array_equal(original(tf.constant(X)), expected)  # TF runs it right
+    new, report = tf_reorder.reorder_function(original)
+    (site,) = report.sites
+    assert not site.moved and "Grappler" in site.reason and "Sinh" in site.reason, site
+    np.testing.assert_array_equal(new(tf.constant(X)), expected)
+
+
+def test_an_op_read_elsewhere_too_is_no_hazard():
+    """Grappler swaps only a g the pool alone reads: here the leaky_relu moves."""
+    def sinh_read_twice(x):
+        s = tf.sinh(second_channel(x))
+        return tf.nn.max_pool2d(tf.nn.leaky_relu(s, 0.2), 2, 2, "VALID"), tf.reduce_sum(s)
+    new, report = tf_reorder.reorder_function(concrete(sinh_read_twice))
+    assert len(report.moved) == 1
+    for got, want in zip(new(tf.constant(X)), sinh_read_twice(tf.constant(X)), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [28743, 29672])
+def test_the_soak_seeds_that_exposed_grappler_pass(seed):
+    check_graph(random_graph(seed))
