@@ -584,7 +584,7 @@ def _analyze_site(plan: _ModelPlan, call: _Call, function: algebra.Function, *,
         return None, None  # the activation feeds no pool: not a candidate
 
     if type(layer) is layers.PReLU:
-        function = _prelu_function(layer, path, len(activation_out.shape))
+        function = _prelu_function(layer, path, len(activation_out.shape), plan.skipped)
     notes: list[str] = []
     if function.weight_dependent:
         notes.append(f"the decision on '{layer.name}' rests on its trained weights at "
@@ -678,12 +678,18 @@ def _channel_axis(pool_layer: Any, rank: int) -> int:
     return 1 if data_format == "channels_first" else rank - 1
 
 
-def _prelu_function(layer: Any, path: _Path, rank: int) -> algebra.Function:
-    """PReLU is uniform over a window iff its alphas are shared over all but channels."""
+def _prelu_function(layer: Any, path: _Path, rank: int,
+                    skipped: dict[int, int] | None = None) -> algebra.Function:
+    """PReLU is uniform over a window iff its alphas are shared over all but channels.
+
+    Between it and the pool, axes must stay where they are: `_AXIS_PRESERVING`
+    layers, and activations in `skipped` (elementwise: they move away anyway).
+    """
     min_alpha = _min_alpha(layer)
     pool = path.pool_reachable
     between = [c for c in path.calls if c.position < pool.position]
-    preserving = all(type(c.layer) in _AXIS_PRESERVING for c in between)
+    preserving = all(type(c.layer) in _AXIS_PRESERVING or c.position in (skipped or {})
+                     for c in between)
     shared = set(layer.shared_axes or ())
     per_position = {a for a in range(1, rank) if a not in shared}
     if not per_position:
