@@ -331,22 +331,16 @@ class Move:
 _ORIGIN = "_fuzz_origin"  # an attr holding a node's name in the input graph
 
 
-def tag_origins(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
-    """A copy in which every node carries its name, so nodes can be traced through renames."""
+def tag_origins(graph_def: graph_pb2.GraphDef, *, strip: bool = False) -> graph_pb2.GraphDef:
+    """A copy in which every node carries its name (or, with `strip`, no longer does)."""
     copy = graph_pb2.GraphDef()
     copy.CopyFrom(graph_def)
     for nodes in _bodies(copy).values():
         for node in nodes:
-            node.attr[_ORIGIN].s = node.name.encode()
-    return copy
-
-
-def strip_origins(graph_def: graph_pb2.GraphDef) -> graph_pb2.GraphDef:
-    copy = graph_pb2.GraphDef()
-    copy.CopyFrom(graph_def)
-    for nodes in _bodies(copy).values():
-        for node in nodes:
-            del node.attr[_ORIGIN]
+            if strip:
+                del node.attr[_ORIGIN]
+            else:
+                node.attr[_ORIGIN].s = node.name.encode()
     return copy
 
 
@@ -543,7 +537,7 @@ def _check_graph_def(case: GraphCase, graph_def: graph_pb2.GraphDef, fetches: li
     _assert_equal(case, expected, run_graph_def(new, fetches, feeds), what, report)
     traced, traced_report = tf_reorder.reorder_graph_def(tag_origins(graph_def),
                                                          preserve=fetches)
-    if _bytes(strip_origins(traced)) != _bytes(new) or \
+    if _bytes(tag_origins(traced, strip=True)) != _bytes(new) or \
             traced_report.to_dict() != report.to_dict():
         raise _fail(case, f"{what} decided otherwise once every node carried an extra attr",
                     report, traced_report)

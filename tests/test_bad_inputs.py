@@ -11,7 +11,6 @@ an error (a Lambda layer, a TF1 SavedModel, ...) works and is checked.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import pathlib
 import signal
@@ -23,38 +22,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 from keras import layers
 
 import tf_reorder
-from tf_reorder import cli
+from cli_runner import PROG, run_cli
 from bad_inputs import (CLI_ENTRIES, ENTRIES, MATRIX, Fails, World, build_world,
                         markdown_table, rows, tree_digest)
 
-PROG = "tf-reorder"
 DOC = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 STAGING = (".tf-reorder-", ".partial")  # how a leftover temporary output is named
-
-
-@dataclasses.dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(capsys: pytest.CaptureFixture, *args: str) -> Result:
-    """Runs `tf-reorder ARGS` in this process, as `app.run(main)` would."""
-    flags.FLAGS.unparse_flags()
-    capsys.readouterr()
-    try:
-        code = cli.main(cli.parse_flags([PROG, *args]))
-    except SystemExit as done:
-        code = done.code
-    finally:
-        flags.FLAGS.unparse_flags()
-    out, err = capsys.readouterr()
-    return Result(code, out, err)
 
 
 def output_digest(path: pathlib.Path) -> dict[str, tuple[str, int]]:

@@ -6,7 +6,6 @@ them) for speed; a few run the installed console script to prove the entry point
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -19,38 +18,16 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from absl import flags
 from keras import layers
 
 import tf_reorder
-from tf_reorder import cli, policy, verify
+from tf_reorder import policy, verify
+from cli_runner import PROG, Result, run_cli
 from policy_files import LABELS, RELU_ON_TFLITE, write_policy
 
-PROG = "tf-reorder"
 
 
 # -- running the CLI -----------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(capsys: pytest.CaptureFixture, *args: str) -> Result:
-    """Runs `tf-reorder ARGS` in this process, as `app.run(main)` would."""
-    flags.FLAGS.unparse_flags()
-    capsys.readouterr()
-    try:
-        code = cli.main(cli.parse_flags([PROG, *map(str, args)]))
-    except SystemExit as done:
-        code = done.code
-    finally:
-        flags.FLAGS.unparse_flags()
-    out, err = capsys.readouterr()
-    return Result(code, out, err)
 
 
 def assert_error(result: Result, *fragments: str, code: int = 1) -> None:

@@ -73,12 +73,12 @@ from absl import app, flags, logging  # noqa: E402
 import tf_reorder  # noqa: E402
 from tf_reorder.flags_parsing import flags_parser  # noqa: E402  (light: Keras is imported only when a command needs it)
 from tf_reorder.policy import RUNTIMES  # noqa: E402
+from tf_reorder.staging import make_staging_directory  # noqa: E402
 
 PROG = "tf-reorder"
 MAX_MESSAGE = 300  # characters of an error message that reach the user
 DEMO_IMAGE_SHAPE = (224, 224, 3)  # demo: for models that take images of any size
 # Outputs are written in <OUT's directory>/.tf-reorder-XXXXXXXX.partial/, then renamed.
-STAGING_PREFIX, STAGING_SUFFIX = ".tf-reorder-", ".partial"
 
 _JSON = flags.DEFINE_bool(
     "json", False, "inspect, convert: print the report as JSON instead of a table.")
@@ -237,18 +237,12 @@ def check_output(path: str, *, overwrite: bool, source: str | None = None) -> No
 
 
 def _staging_directory(path: str) -> str:
-    """A new hidden directory beside ``path`` to save into; `CliError` if it cannot be made.
-
-    Named ``.tf-reorder-XXXXXXXX.partial``, it never looks like the output. A
-    process killed while saving leaves it behind; nothing removes it later
-    (another run may be saving into the same directory), and it is safe to
-    delete once none is.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
+    """`staging.make_staging_directory`, with `CliError` if it cannot be made."""
     try:
-        return tempfile.mkdtemp(dir=directory, prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX)
+        return make_staging_directory(path)
     except OSError as error:
-        raise CliError(f"{path}: cannot write to the output directory {directory}: "
+        raise CliError(f"{path}: cannot write to the output directory "
+                       f"{os.path.dirname(os.path.abspath(path))}: "
                        f"{error.strerror or one_line(error)}") from error
 
 
@@ -445,7 +439,8 @@ def run_demo() -> int:
 
     with contextlib.ExitStack() as stack:
         if out is None:  # a scratch file (VGG16's is 550 MB): removed once checked
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="tf-reorder-demo-"))
+            directory = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="tf-reorder-demo-"))
             out = os.path.join(directory, f"{_MODEL.value.lower()}_reordered.keras")
             where = f"{out}, removed at the end; pass --out=PATH.keras to keep it"
         else:

@@ -18,7 +18,6 @@ import ctypes
 import errno
 import os
 import shutil
-import tempfile
 from collections.abc import Collection
 from typing import Any
 
@@ -29,12 +28,12 @@ from tf_reorder import graph_pass
 from tf_reorder.errors import ReorderError, require_bool, require_path
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report
+from tf_reorder.staging import make_staging_directory
 
 SAVED_MODEL_PB = "saved_model.pb"
 FINGERPRINT_PB = "fingerprint.pb"
 # The output is built in <dst's directory>/.tf-reorder-XXXXXXXX.partial/ (hidden, never
 # the output's name) and renamed into place; see `_staging_directory`.
-STAGING_PREFIX, STAGING_SUFFIX = ".tf-reorder-", ".partial"
 
 
 def is_saved_model(path: str | os.PathLike[str]) -> bool:
@@ -119,18 +118,12 @@ def _check_destination(src: str, dst: str, overwrite: bool) -> None:
 
 
 def _staging_directory(dst: str) -> str:
-    """A new hidden directory beside `dst` to build the output in.
-
-    Its name, ``.tf-reorder-XXXXXXXX.partial``, is never the output's. A process
-    killed while writing leaves it behind; nothing removes it later (another
-    conversion into the same directory may be using it), and it is safe to
-    delete once no conversion is running.
-    """
-    parent = os.path.dirname(os.path.abspath(dst))
+    """`staging.make_staging_directory`, with `ReorderError` if it cannot be made."""
     try:
-        return tempfile.mkdtemp(dir=parent, prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX)
+        return make_staging_directory(dst)
     except OSError as error:
-        raise ReorderError(f"{dst}: cannot write to the directory {parent}: "
+        raise ReorderError(f"{dst}: cannot write to the directory "
+                           f"{os.path.dirname(os.path.abspath(dst))}: "
                            f"{error.strerror or error}") from error
 
 
