@@ -222,6 +222,9 @@ def build_world(root: pathlib.Path) -> World:
         "lambda": _sequential(layers.Lambda(lambda x: x * 2.0), name="with_lambda"),
         "registered": _sequential(Scale(), name="with_registered"),
         "swish": _sequential(activation="swish", name="swish"),
+        "custom_function": keras.Sequential([
+            keras.Input((16, 16, 3)), layers.Conv2D(8, 3), layers.Activation(clamp),
+            layers.MaxPooling2D(name="pool")], name="custom_function"),
     }
 
     class Doubler(layers.Layer):  # local: no registration, so Keras cannot load it
@@ -412,6 +415,26 @@ def _saves_and_loads(result: Any, world: World, paths: Mapping[str, str]) -> Non
     assert np.asarray(loaded(X)).tobytes() == np.asarray(world.models["registered"](X)).tobytes()
 
 
+def clamp(x: Any) -> Any:
+    """A monotone activation Keras has no registration for."""
+    return keras.ops.minimum(keras.ops.maximum(x, 0.0), 6.0)
+
+
+def _with_clamp_declared(call: Callable[[], Any]) -> Any:
+    tf_reorder.register_monotone(clamp, zero_at_zero=True, exact=True)
+    try:
+        return call()
+    finally:
+        tf_reorder.unregister_monotone(clamp)
+
+
+def _holds_clamp(result: Any, world: World, paths: Mapping[str, str]) -> None:
+    new, report = result
+    assert len(report.moved) == 1, str(report)
+    assert [layer.activation for layer in new.layers
+            if isinstance(layer, layers.Activation)] == [clamp]
+
+
 def _kept_not_monotone(result: Any, world: World, paths: Mapping[str, str]) -> None:
     report = result[1] if isinstance(result, tuple) else result
     (site,) = report.sites
@@ -553,6 +576,16 @@ def _layer_rows() -> list[Cell]:
                 Cell(row, "convert .keras",
                      ("convert", f"{{in}}/{name}.keras", "{out}/out.keras"), cli),
             ]
+    row = "a custom function (not registered with Keras) in an Activation layer"
+    cells += [
+        Cell(row, "reorder", lambda w, p: _with_clamp_declared(
+            lambda: check_rewrite(w.models["custom_function"], moved=1, inputs=X)),
+             Works("moves once declared with register_monotone; the new layer holds the "
+                   "function", _holds_clamp)),
+        Cell(row, "plan", lambda w, p: _with_clamp_declared(
+            lambda: tf_reorder.plan(w.models["custom_function"])),
+             Works("1 of 1 moved", _moved(1))),
+    ]
     row = "a non-monotone activation (swish)"
     cells += [
         Cell(row, "reorder", lambda w, p: tf_reorder.reorder(w.models["swish"],
@@ -760,7 +793,7 @@ def _output_rows() -> list[Cell]:
         Cell(row, "convert .keras", ("convert", "{in}/good.keras", "{out}/out.keras"),
              Fails("already exists (use --overwrite to replace it)"), existing_output),
         Cell(row, "convert SavedModel", ("convert", "{in}/sm", "{out}/out_sm"),
-             Fails("already exists (pass overwrite=True to replace it)"), existing_output),
+             Fails("already exists (use --overwrite to replace it)"), existing_output),
         Cell(row, "demo", ("demo", "--out={out}/out.keras"),
              Fails("already exists (use --overwrite to replace it)"), existing_output),
     ]
@@ -771,6 +804,14 @@ def _output_rows() -> list[Cell]:
              Fails(not_saved_model), existing_output),
         Cell(row, "convert SavedModel", ("convert", "{in}/sm", "{out}/out_sm", "--overwrite"),
              Fails(not_saved_model), existing_output),
+    ]
+    row = "a SavedModel to an output named .keras"
+    dot_keras = "the output of a SavedModel is a SavedModel directory; give it a name that " \
+        "does not end in .keras"
+    cells += [
+        Cell(row, "convert_saved_model", sm("{out}/out.keras"), Fails(dot_keras)),
+        Cell(row, "convert SavedModel", ("convert", "{in}/sm", "{out}/out.keras"),
+             Fails(dot_keras)),
     ]
     row = "the output directory does not exist"
     cells += [
@@ -883,10 +924,20 @@ KILLED_CELLS = {
 }
 
 
+INTERRUPTED = "interrupted (Ctrl-C) while reading or writing"
+INTERRUPTED_CELLS = {  # tests/test_cli_process.py::test_ctrl_c_*
+    "inspect": "`interrupted` (exit 130)",
+    "convert .keras": "`interrupted` (exit 130); no OUT (with --overwrite, the old OUT "
+                      "intact), no temporary file; also when Keras swallowed the Ctrl-C",
+    "convert SavedModel": "`interrupted` (exit 130); no OUT, no temporary file",
+}
+SUBPROCESS_ROWS = {KILLED: KILLED_CELLS, INTERRUPTED: INTERRUPTED_CELLS}
+
+
 def rows() -> list[str]:
     """The classes of bad input, in the matrix's order."""
     names = list(dict.fromkeys(cell.row for cell in MATRIX))
-    return names + [KILLED]
+    return names + list(SUBPROCESS_ROWS)
 
 
 def markdown_table() -> str:
@@ -899,8 +950,8 @@ def markdown_table() -> str:
         out = []
         for entry in ENTRIES:
             expect = cells.get((row, entry))
-            if row == KILLED and entry in KILLED_CELLS:
-                out.append(KILLED_CELLS[entry])
+            if entry in SUBPROCESS_ROWS.get(row, {}):
+                out.append(SUBPROCESS_ROWS[row][entry])
             elif expect is None:
                 out.append("n/a")
             elif isinstance(expect, Works):

@@ -102,6 +102,22 @@ POOLS: dict[int, list[str]] = {
     for r in (1, 2, 3)
 }
 ACTIVATION_LAYERS = ["Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"]
+
+
+def crashes_onednn(cls: str, kwargs: dict[str, Any]) -> bool:
+    """Whether this layer kills TensorFlow 2.21 with oneDNN on (SIGFPE) on some CPUs.
+
+    Keras' AdaptiveMaxPooling with an output size of 1 on the last spatial axis does,
+    before tf_reorder does anything
+    (tests/regressions/test_keras_adaptive_max_pool_onednn_crash.py covers that shape
+    instead). The generator never draws it, so a seed is the same model on every machine.
+    """
+    if not cls.startswith("AdaptiveMaxPooling"):
+        return False
+    size = kwargs["output_size"]
+    return (size[-1] if isinstance(size, tuple) else size) == 1
+
+
 TARGETS = ["keras", "tf", "xla", "tflite", "onnx", "jax", "all"]
 MAX_ELEMENTS = 2048  # per sample, per tensor: keeps every model small and fast
 
@@ -430,6 +446,8 @@ class _Drawer:
         if kind is None:
             kind = self.pick([(5, "Max"), (3, "GlobalMax"), (2, "AdaptiveMax"), (2, "Average"),
                               (1, "GlobalAverage"), (1, "AdaptiveAverage")])
+        if kind == "AdaptiveMax" and spatial[-1] == 1:
+            kind = "GlobalMax"  # its only output size there is 1: see `crashes_onednn`
         channels_first = rank >= 1 and self.rng.random() < 0.1 and kind in (
             "Max", "GlobalMax", "AdaptiveMax")
         kwargs: dict[str, Any] = {}
@@ -449,8 +467,10 @@ class _Drawer:
             kwargs["keepdims"] = self.rng.random() < 0.4
         else:
             cls = f"{kind}Pooling{rank}D"
-            kwargs["output_size"] = tuple(self.rng.randint(1, d) for d in spatial) \
-                if rank > 1 else self.rng.randint(1, spatial[0])
+            sizes = [self.rng.randint(1, d) for d in spatial]
+            if kind == "AdaptiveMax" and sizes[-1] == 1:
+                sizes[-1] = self.rng.randint(2, spatial[-1])  # see `crashes_onednn`
+            kwargs["output_size"] = tuple(sizes) if rank > 1 else sizes[0]
         if not channels_first:
             return self.layer(g, t, cls, **kwargs)
         self.features.add("channels_first")

@@ -1,7 +1,7 @@
 """The `tf-reorder` command: inspect, convert, demo, and how it treats bad input.
 
-Most runs are in-process (`cli.parse_flags` + `cli.main`, as `app.run` would call
-them) for speed; a few run the installed console script to prove the entry point.
+All runs are in-process (`cli.parse_flags` + `cli.main`, as `app.run` would call them)
+for speed; `tests/test_cli_process.py` runs the installed command in a child process.
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
+import warnings
 import zipfile
 
 import keras
@@ -24,7 +23,6 @@ import tf_reorder
 from tf_reorder import policy, verify
 from cli_runner import PROG, Result, run_cli
 from policy_files import LABELS, RELU_ON_TFLITE, write_policy
-
 
 
 # -- running the CLI -----------------------------------------------------------
@@ -83,6 +81,19 @@ class Subclassed(keras.Model):
         return self.pool(self.conv(x))
 
 
+@keras.saving.register_keras_serializable(package="tf_reorder_test_cli")
+class Deprecated(layers.Layer):
+    """A custom layer that warns when it is loaded, as user code may."""
+
+    def call(self, x):
+        return x
+
+    @classmethod
+    def from_config(cls, config):
+        warnings.warn("Deprecated will be removed", UserWarning)
+        return cls(**config)
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Paths of good and bad inputs, saved once for the module; never to be modified."""
@@ -104,6 +115,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     subclassed = Subclassed()
     subclassed(np.zeros((1, 8, 8, 3), "float32"))
     save("subclassed", subclassed)
+    save("warns", keras.Sequential([keras.Input((8, 8, 3)), Deprecated(),
+                                    layers.Conv2D(2, 3, activation="relu"),
+                                    layers.MaxPooling2D()]))
 
     good = open(paths["relu_sigmoid"], "rb").read()
     bad = {
@@ -308,6 +322,16 @@ def test_interrupted_save_leaves_nothing_behind(capsys, models, tmp_path, monkey
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_warnings_are_hidden_unless_verbose(capsys, models, verbose):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = run_cli(capsys, "inspect", models["warns"], *(["--verbose"] if verbose else []))
+    assert result.code == 0, result
+    assert ["Deprecated will be removed" in str(w.message) for w in seen] == \
+        ([True] if verbose else [])
+
+
 def test_verbose_logs_the_traceback(capsys, caplog, models):
     result = run_cli(capsys, "inspect", models["subclassed"], "--verbose")
     assert_error(result, "subclassed model")  # stderr still one line in-process
@@ -448,56 +472,3 @@ def test_demo_refuses_before_building(capsys, tmp_path):
     assert_error(run_cli(capsys, "demo", "--model=VGG61"), "did you mean", "VGG16")
     assert time.perf_counter() - start < 5
     assert target.read_bytes() == b"precious"
-
-
-# -- the installed entry point ---------------------------------------------------
-
-
-def _run(command: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-
-
-def _python_stderr(stderr: str) -> list[str]:
-    """stderr without TensorFlow's C++ start-up lines (absl C++ logging before init,
-    which TF_CPP_MIN_LOG_LEVEL does not silence)."""
-    return [line for line in stderr.splitlines()
-            if not line.startswith("WARNING: All log messages before absl::InitializeLog()")
-            and not (line[:1] in "IWE" and line[1:5].isdigit())]
-
-
-# pip installs the console script; under `bazel test` (TEST_SRCDIR set) it would run the
-# pip-installed package, not this tree's runfiles, so only `python -m` is tested there.
-console_script = pytest.mark.skipif(
-    "TEST_SRCDIR" in os.environ,
-    reason="under Bazel the tf-reorder console script is pip's install, not the runfiles")
-
-
-@pytest.mark.parametrize("command", [pytest.param([PROG], marks=console_script),
-                                     [sys.executable, "-m", "tf_reorder.cli"]],
-                         ids=["console_script", "python_m"])
-def test_helpfull(command):
-    done = _run(command + ["--helpfull"])
-    assert done.returncode == 0, done.stderr
-    for text in ("inspect MODEL.keras", "convert IN.keras OUT.keras", "demo",
-                 "--overwrite", "--json", "--model", "--batch", "--out", "--verbose",
-                 "--target", "tflite", "Exit status"):
-        assert text in done.stdout, text
-
-
-@console_script
-def test_console_script_inspect(models):
-    done = _run([PROG, "inspect", models["relu_sigmoid"], "--json"])
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["moved"] == 2
-    assert "Traceback" not in done.stderr
-
-
-@console_script
-def test_console_script_error(models):
-    done = _run([PROG, "inspect", models["custom"]])
-    assert done.returncode == 1
-    assert done.stdout == ""
-    (line,) = _python_stderr(done.stderr)
-    assert line.startswith(f"{PROG}: error: {models['custom']}: cannot load the model"), line
-    assert "class 'Doubler'" in line and "register_keras_serializable" in line, line

@@ -300,6 +300,32 @@ def test_reorder_function_keeps_captured_variables_and_structure():
     assert a["relu"].numpy().tobytes() == b["relu"].numpy().tobytes()
 
 
+def test_reorder_function_keeps_variables_and_their_gradients():
+    # The variables are the input's (ConcreteFunction.variables and trainable_variables),
+    # so a GradientTape watches them when the function runs: before, the result had no
+    # variables and every gradient with respect to them was None.
+    kernel = tf.Variable(RNG.standard_normal((3, 3, 3, 4)).astype("float32"), name="kernel")
+    bias = tf.Variable(np.zeros(4, np.float32), trainable=False, name="bias")
+
+    @tf.function
+    def fn(x):
+        return pool(tf.sigmoid(tf.nn.conv2d(x, kernel, 1, "SAME") + bias))
+
+    concrete = fn.get_concrete_function(SPEC)
+    new, report = tf_reorder.reorder_function(concrete)
+    assert len(report.moved) == 1, str(report)
+    assert [v.ref() for v in new.variables] == [v.ref() for v in concrete.variables] \
+        == [kernel.ref(), bias.ref()]
+    assert [v.ref() for v in new.trainable_variables] == [kernel.ref()]
+    gradients = []
+    for function in (concrete, new):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(function(tf.constant(X)))
+        gradients.append(tape.gradient(loss, kernel))
+    assert gradients[1] is not None
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-6, atol=1e-6)
+
+
 def test_reorder_function_rejects_other_objects():
     with pytest.raises(tf_reorder.ReorderError, match="ConcreteFunction"):
         tf_reorder.reorder_function(lambda x: x)

@@ -78,6 +78,62 @@ def test_unknown_callable_is_refused_and_registration_moves_it():
     check_rewrite(model, moved=0)
 
 
+def _clamp(x):  # not registered with Keras: no config can name it
+    return keras.ops.minimum(keras.ops.maximum(x, 0.0), 6.0)
+
+
+def _keep(weights):
+    return weights
+
+
+@pytest.mark.parametrize("position", ["", "output"])
+def test_registered_monotone_function_in_an_activation_layer_moves(position):
+    # Keras cannot rebuild the layer from its config (it cannot find `_clamp`); the
+    # moved layer holds the function itself. As an output, the activation is a new layer
+    # (it takes the pool's name); inside, the same layer moves.
+    tail = [layers.Flatten(), layers.Dense(3)] if position != "output" else []
+    model = seq((8, 8, 3), layers.Conv2D(4, 3), layers.Activation(_clamp, name="act"),
+                layers.MaxPooling2D(name="pool"), *tail)
+    tf_reorder.register_monotone(_clamp, zero_at_zero=True, exact=True)
+    try:
+        new, _ = check_rewrite(model, moved=1)
+    finally:
+        tf_reorder.unregister_monotone(_clamp)
+    (activation,) = [layer for layer in new.layers if isinstance(layer, layers.Activation)]
+    assert activation.activation is _clamp
+
+
+def test_unregistered_functions_in_a_changed_layers_config_are_kept():
+    # The producer that loses its activation, and a PReLU that moves, are rebuilt with
+    # the regularizer and constraint functions they hold.
+    regularizer = keras.regularizers.L2(0.01)
+    model = seq((8, 8, 3),
+                layers.Conv2D(4, 3, activation="relu", kernel_constraint=_keep,
+                              kernel_regularizer=regularizer, name="conv"),
+                layers.MaxPooling2D(name="pool"), layers.Conv2D(4, 1, name="conv2"),
+                layers.PReLU(shared_axes=[1, 2], alpha_constraint=_keep,
+                             alpha_initializer="ones", name="prelu"),
+                layers.MaxPooling2D(name="pool2"), layers.Flatten())
+    new, _ = check_rewrite(model, moved=2)
+    by_name = {layer.name: layer for layer in new.layers}
+    conv = next(layer for layer in new.layers if isinstance(layer, layers.Conv2D)
+                and layer.kernel_constraint is _keep)
+    assert conv is not model.get_layer("conv")
+    assert conv.kernel_regularizer is regularizer
+    assert keras.activations.serialize(conv.activation) == "linear"
+    prelu = next(layer for layer in new.layers if isinstance(layer, layers.PReLU))
+    assert prelu.alpha_constraint is _keep and "prelu" in by_name
+
+
+def test_a_layer_keras_cannot_rebuild_is_a_clear_error():
+    from tf_reorder import keras_pass  # pylint: disable=g-import-not-at-top
+
+    with pytest.raises(tf_reorder.ReorderError,
+                       match=r"cannot make a copy of layer 'dense' \(Dense\) to test: Keras "
+                             r"cannot rebuild it from its config \(.*units"):
+        keras_pass._rebuilt(layers.Dense(2, name="dense"), "to test", units=-1)
+
+
 @pytest.mark.parametrize("kwargs, moves", [
     ({}, True),
     ({"max_value": 6.0}, True),

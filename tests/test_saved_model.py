@@ -128,8 +128,9 @@ def test_existing_output_is_refused_then_overwritten(exported, tmp_path):
     dst = tmp_path / "out"
     tf_reorder.convert_saved_model(src, dst)
     (dst / "keep.txt").write_text("mine")
-    with pytest.raises(tf_reorder.ReorderError, match="already exists"):
+    with pytest.raises(tf_reorder.OutputExistsError, match="already exists") as refused:
         tf_reorder.convert_saved_model(src, dst)
+    assert refused.value.path == str(dst) and isinstance(refused.value, tf_reorder.ReorderError)
     assert (dst / "keep.txt").read_text() == "mine"
     tf_reorder.convert_saved_model(src, dst, overwrite=True)  # a SavedModel: replaced whole
     assert saved_model.is_saved_model(dst) and not (dst / "keep.txt").exists()

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tf_reorder.algebra import register_monotone, unregister_monotone
-from tf_reorder.errors import ReorderError, require_bool
+from tf_reorder.errors import OutputExistsError, ReorderError, require_bool
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
 
@@ -36,6 +36,7 @@ __all__ = [
     "Report",
     "Site",
     "ReorderError",
+    "OutputExistsError",
 ]
 __version__ = "0.1.0"
 
@@ -202,10 +203,10 @@ def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,
 
     Raises:
       ReorderError: `src` is not a readable SavedModel, or `dst` is refused (it
-        exists without ``overwrite``, it is `src` or inside it, it contains
-        `src`, it is a non-empty directory that is not a SavedModel, its
-        directory is missing or not writable), or an argument has
-        the wrong type.
+        exists without ``overwrite``: `OutputExistsError`; it is `src` or inside
+        it, it contains `src`, its name ends in ``.keras``, it is a non-empty
+        directory that is not a SavedModel, its directory is missing or not
+        writable), or an argument has the wrong type.
       OSError: writing failed part way (disk full, I/O error); nothing is left
         at `dst` or beside it.
 

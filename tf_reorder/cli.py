@@ -37,9 +37,15 @@ Usage:
   RUNTIME is keras, tf, xla, tflite, onnx or jax (those in the policy), all
   (faster on every one), or any (the default: no policy, move wherever valid).
 
+Output: the report and what was written on stdout; nothing else on stderr but
+the one error line (TensorFlow's and Keras' own logs and warnings are hidden;
+--verbose shows them, logs progress and the traceback of an error).
+
 Exit status: 0 on success; 1 on an error (one line on stderr starting with
-"tf-reorder: error:"; --verbose also logs the traceback); 2 on a usage error
-(no command, unknown command, wrong arguments, bad flags); 130 if interrupted.
+"tf-reorder: error:"); 2 on a usage error (no command, unknown command, wrong
+arguments, bad flags); 130 if interrupted (Ctrl-C: nothing is written, and an
+output that existed is left as it was); 141 if stdout was closed early (as by
+`| head`; nothing more is printed).
 
 Examples:
   tf-reorder inspect model.keras
@@ -53,7 +59,9 @@ from __future__ import annotations
 
 import os
 
-# Before anything imports TensorFlow: keep its C++ logging off stderr.
+# Before anything imports TensorFlow: keep its C++ logging off stderr (--verbose turns it
+# back on unless the caller set the variable).
+_TF_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import contextlib  # noqa: E402
@@ -71,11 +79,15 @@ from typing import Any  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 import tf_reorder  # noqa: E402
+from tf_reorder import interrupts, quiet  # noqa: E402
+from tf_reorder.errors import OutputExistsError  # noqa: E402
 from tf_reorder.flags_parsing import flags_parser  # noqa: E402  (light: Keras is imported only when a command needs it)
 from tf_reorder.policy import RUNTIMES  # noqa: E402
 from tf_reorder.staging import make_staging_directory  # noqa: E402
 
 PROG = "tf-reorder"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `yes | head`
 MAX_MESSAGE = 300  # characters of an error message that reach the user
 DEMO_IMAGE_SHAPE = (224, 224, 3)  # demo: for models that take images of any size
 # Outputs are written in <OUT's directory>/.tf-reorder-XXXXXXXX.partial/, then renamed.
@@ -246,9 +258,15 @@ def _staging_directory(path: str) -> str:
                        f"{error.strerror or one_line(error)}") from error
 
 
+def load_tensorflow() -> None:
+    """Imports TensorFlow and Keras, hiding what they print as they load unless --verbose."""
+    quiet.load_tensorflow(verbose=_VERBOSE.value)
+
+
 def load_model(path: str) -> Any:
     """Loads a ``.keras`` model without compiling it; bad files raise `CliError`."""
     check_input(path)
+    load_tensorflow()
     import keras  # pylint: disable=g-import-not-at-top
 
     logging.info("loading %s", path)
@@ -258,6 +276,9 @@ def load_model(path: str) -> Any:
     except Exception as error:  # Keras raises many types for a bad file
         raise CliError(f"{path}: cannot load the model: {_describe_load_error(error)}") \
             from error
+    # Keras' loading catches everything while it reads the weights (a bare except that
+    # falls back to a slower read), a Ctrl-C included: stop here all the same.
+    interrupts.check()
     logging.info("loaded '%s' in %.2f s", getattr(model, "name", "?"),
                  time.perf_counter() - start)
     return model
@@ -280,6 +301,8 @@ def save_model_atomically(model: Any, path: str, *, overwrite: bool) -> None:
             reason = error.strerror if isinstance(error, OSError) and error.strerror \
                 else one_line(error)
             raise CliError(f"{path}: cannot save the model: {reason}") from error
+        # A Ctrl-C Python ignored (raised in a __del__ while Keras saved): publish nothing.
+        interrupts.check()
         if overwrite:
             os.replace(temp, path)
         else:
@@ -323,6 +346,7 @@ def inspect_model(path: str) -> int:
     """``inspect MODEL.keras|SAVED_MODEL_DIR``: prints what the rewrite would do."""
     policy = load_target()
     if os.path.isdir(path):
+        load_tensorflow()
         from tf_reorder import saved_model  # pylint: disable=g-import-not-at-top
 
         _, report = saved_model.rewrite_saved_model(saved_model.read_saved_model(path), path,
@@ -339,8 +363,14 @@ def inspect_model(path: str) -> int:
 
 def convert_saved_model(source: str, output: str) -> int:
     """``convert SRC_DIR DST_DIR``: writes the rewritten SavedModel to DST_DIR."""
-    report = tf_reorder.convert_saved_model(source, output, overwrite=_OVERWRITE.value,
-                                            target=load_target())
+    policy = load_target()
+    load_tensorflow()
+    try:
+        report = tf_reorder.convert_saved_model(source, output, overwrite=_OVERWRITE.value,
+                                                target=policy)
+    except OutputExistsError as error:
+        raise CliError(f"{error.path}: already exists (use --overwrite to replace it)") \
+            from error
     return _print_converted(report, f"wrote {output}")
 
 
@@ -372,6 +402,7 @@ def convert_model(source: str, output: str) -> int:
 
 def _application(name: str) -> Callable[..., Any]:
     """The ``keras.applications`` builder called ``name``."""
+    load_tensorflow()
     import keras  # pylint: disable=g-import-not-at-top
 
     available = sorted(n for n in dir(keras.applications)
@@ -497,6 +528,8 @@ def _configure_logging() -> None:
     """Quiet (warnings only) unless --verbose or an explicit --verbosity."""
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.INFO if _VERBOSE.value else logging.WARNING)
+    if _VERBOSE.value and not _TF_LOG_LEVEL_GIVEN:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # read when TensorFlow loads, if it has not
 
 
 def _fail(message: str, code: int) -> int:
@@ -513,9 +546,14 @@ def main(argv: Sequence[str]) -> int:
     _configure_logging()
     try:
         function, args = _dispatch(list(argv[1:]))
-        return function(*args)
+        with interrupts.watch(), quiet.library_output_hidden(verbose=_VERBOSE.value):
+            code = function(*args)
+            interrupts.check()  # one that a library swallowed on the way
+            return code
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        raise  # not an error to report (there is no one reading): see `run`
     except Exception as error:  # pylint: disable=broad-except  # the CLI's last line
         if _VERBOSE.value:
             logging.exception("%s failed", " ".join(argv[1:2]) or PROG)
@@ -542,7 +580,16 @@ def _prepare_help() -> None:
 def run() -> None:
     """Console entry point of ``tf-reorder``."""
     _prepare_help()
-    app.run(main, flags_parser=parse_flags)
+    try:
+        app.run(main, flags_parser=parse_flags)
+    except KeyboardInterrupt:  # before or after `main` (while flags are parsed, say)
+        sys.exit(_fail("interrupted", EXIT_INTERRUPTED))
+    except BrokenPipeError:
+        # The reader of stdout is gone (`tf-reorder --help | head -3`): stop quietly, and
+        # keep Python from failing again when it flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The one exception type tf_reorder raises for bad input, and argument checks.
+"""The exception type tf_reorder raises for bad input, and argument checks.
 
 Example:
 
@@ -14,6 +14,14 @@ from typing import Any
 
 class ReorderError(ValueError):
     """Input tf_reorder cannot rewrite; the message names the problem."""
+
+
+class OutputExistsError(ReorderError):
+    """The output ``path`` exists and the caller did not ask to replace it."""
+
+    def __init__(self, path: str, hint: str = "pass overwrite=True to replace it") -> None:
+        super().__init__(f"{path}: already exists ({hint})")
+        self.path = path
 
 
 def require_bool(name: str, value: Any) -> bool:

@@ -657,6 +657,7 @@ def reorder_function(concrete_function: Any, *,
     _rename_changed_functions(graph_def, new_graph_def)
 
     captures = list(concrete_function.captured_inputs)
+    variables = tuple(concrete_function.variables)
     inputs = [t.name for t in graph.inputs]
     argument_names, capture_names = inputs[:len(inputs) - len(captures)], \
         inputs[len(inputs) - len(captures):]
@@ -678,9 +679,12 @@ def reorder_function(concrete_function: Any, *,
                 if tf.is_tensor(v) or isinstance(v, tf.Variable)]
         input_map = dict(zip(argument_names, flat, strict=True))
         func_graph = tf.compat.v1.get_default_graph()
-        # The same captured values (variable handles), not copies.
+        # The same captured values (variable handles), not copies; and the same variables
+        # for `.variables`, `.trainable_variables` and gradient tapes, which read them.
         input_map.update(zip(capture_names, [func_graph.capture(c) for c in captures],
                              strict=True))
+        for variable in variables:
+            func_graph.watch_variable(variable)
         outputs = tf.graph_util.import_graph_def(
             new_graph_def, input_map=input_map, return_elements=fetches, name="reordered")
         # A None the function returns has no output tensor: it stays None.

@@ -803,13 +803,11 @@ class _Builder:
         if id(layer) in self.linear_layers:
             return self.linear_layers[id(layer)]
         config = layer.get_config()
-        config["activation"] = "linear"
         # Build with cheap initializers, then copy the trained weights over them.
         initializer_keys = [k for k, v in config.items()
                             if k.endswith("_initializer") and v is not None]
-        for key in initializer_keys:
-            config[key] = "zeros"
-        new = type(layer).from_config(config)
+        new = _rebuilt(layer, "to split off its activation", activation="linear",
+                       **{key: "zeros" for key in initializer_keys})
         new.build(layer._inbound_nodes[0].input_tensors[0].shape)
         for key in initializer_keys:
             if hasattr(layer, key):
@@ -833,9 +831,7 @@ class _Builder:
         if moves[0].landing_is_output:
             # The model's output keeps its name: the last activation takes the pool's.
             output_name = pool.name
-            pool_config = pool.get_config()
-            pool_config["name"] = names.fresh(f"{pool.name}_pool")
-            pool = type(pool).from_config(pool_config)
+            pool = _rebuilt(pool, "to rename it", name=names.fresh(f"{pool.name}_pool"))
             self.renamed_pools[(names.model, pool.name)] = output_name
         activations = [self._activation_after(move, names,
                                               output_name if i == len(moves) - 1 else None)
@@ -862,9 +858,29 @@ class _Builder:
             return _prelu_for(source, pooled, pool, activation_name or source.name)
         if activation_name is None and not move.crosses_boundary:
             return source
-        config = source.get_config()
-        config["name"] = activation_name or names.fresh(source.name)
-        return type(source).from_config(config)
+        return _rebuilt(source, "to move it", name=activation_name or names.fresh(source.name))
+
+
+def _rebuilt(layer: Any, why: str, **changes: Any) -> Any:
+    """A new layer of ``layer``'s class and config, with ``changes``; not built.
+
+    The config's functions and objects (activation, regularizers, constraints) are
+    passed as the layer holds them, not deserialized: a custom function that Keras
+    has no registration for then works as it does in the input model.
+    """
+    config = layer.get_config()
+    for key, value in config.items():
+        held = getattr(layer, key, None)
+        if key != "dtype" and isinstance(value, dict) and callable(held):
+            config[key] = held
+    config.update(changes)
+    try:
+        return type(layer).from_config(config)
+    except Exception as error:  # Keras wraps whatever the constructor raised
+        detail = str(error).splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ReorderError(
+            f"cannot make a copy of layer '{layer.name}' ({type(layer).__name__}) {why}: "
+            f"Keras cannot rebuild it from its config ({detail[:160]})") from error
 
 
 def _activation_layer(fn: Callable[..., Any], name: str, dtype_policy: Any) -> Any:
@@ -881,9 +897,8 @@ def _prelu_for(source: Any, pooled: Any, pool_layer: Any, name: str) -> Any:
     else:
         channel = _channel_axis(pool_layer, rank) if rank > 2 else 1
         shared = [a for a in range(1, rank) if a != channel] or None
-    config = source.get_config()
-    config.update(name=name, shared_axes=shared, alpha_initializer="zeros")
-    new = layers.PReLU.from_config(config)
+    new = _rebuilt(source, "to move it", name=name, shared_axes=shared,
+                   alpha_initializer="zeros")
     new.build(pooled.shape)
     new.alpha_initializer = source.alpha_initializer
     new.alpha.assign(alpha.reshape(tuple(new.alpha.shape)))

@@ -24,8 +24,8 @@ from typing import Any
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tf_reorder import graph_pass
-from tf_reorder.errors import ReorderError, require_bool, require_path
+from tf_reorder import graph_pass, interrupts
+from tf_reorder.errors import OutputExistsError, ReorderError, require_bool, require_path
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report
 from tf_reorder.staging import make_staging_directory
@@ -104,8 +104,12 @@ def _check_destination(src: str, dst: str, overwrite: bool) -> None:
                            "directory (the input is never modified)")
     if real_src.startswith(real_dst + os.sep):
         raise ReorderError(f"{dst}: the output contains the input; choose another directory")
+    if os.path.normpath(dst).endswith(".keras"):
+        raise ReorderError(f"{dst}: the output of a SavedModel is a SavedModel directory; give "
+                           "it a name that does not end in .keras (a .keras file is a Keras "
+                           "model: convert the Keras model the SavedModel came from instead)")
     if os.path.lexists(dst) and not overwrite:
-        raise ReorderError(f"{dst}: already exists (pass overwrite=True to replace it)")
+        raise OutputExistsError(dst)
     if os.path.lexists(dst) and not os.path.isdir(dst):
         raise ReorderError(f"{dst}: exists and is not a directory")
     if os.path.isdir(dst) and os.listdir(dst) and not is_saved_model(dst):
@@ -215,9 +219,11 @@ def convert_saved_model(src: str | os.PathLike[str], dst: str | os.PathLike[str]
 
     Raises:
       ReorderError: `src` is not a readable SavedModel; `dst` is refused (it exists
-        and ``overwrite`` is False, it is `src` or inside it, it contains `src`,
-        its directory is missing or cannot be written); an argument has the
-        wrong type.
+        and ``overwrite`` is False: `OutputExistsError`; it is `src` or inside it,
+        it contains `src`, its name ends in ``.keras``, its directory is missing or
+        cannot be written); an argument has the wrong type.
+      KeyboardInterrupt: a Ctrl-C arrived while `interrupts.watch()` was active
+        (the CLI); nothing was published.
       OSError: writing failed part way (e.g. the disk is full); the message names
         `dst`, and nothing is left at `dst` or beside it.
 
@@ -241,6 +247,7 @@ def convert_saved_model(src: str | os.PathLike[str], dst: str | os.PathLike[str]
             f.write(new.SerializeToString(deterministic=True))
         if os.path.exists(os.path.join(src, FINGERPRINT_PB)):
             _write_fingerprint(staged)
+        interrupts.check()  # a Ctrl-C TensorFlow swallowed: publish nothing
         _publish(staged, dst, os.path.join(staging, "old"))
     except OSError as error:  # disk full, I/O error: report it as the output's problem
         raise _output_error(dst, error) from error
