@@ -581,7 +581,10 @@ def run() -> None:
     """Console entry point of ``tf-reorder``."""
     _prepare_help()
     try:
-        app.run(main, flags_parser=parse_flags)
+        try:
+            app.run(main, flags_parser=parse_flags)
+        finally:
+            sys.stdout.flush()  # now, not at exit, so that a closed pipe is caught here
     except KeyboardInterrupt:  # before or after `main` (while flags are parsed, say)
         sys.exit(_fail("interrupted", EXIT_INTERRUPTED))
     except BrokenPipeError:
