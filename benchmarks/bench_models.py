@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from tf_reorder.keras_pass import describe_activation
+from tf_reorder.keras_vocabulary import describe_activation
 
 # keras.applications models and our own; the value says what --activations does to them.
 MODELS = ("vgg_style", "resnet50", "inception_v3", "text_cnn", "conv3d")

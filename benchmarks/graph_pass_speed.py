@@ -45,6 +45,9 @@ function library (nodes counted over the graph and every function body), the
 model's outputs as fetches.
 `--profile=N` runs tf_reorder once more on the largest size under cProfile and
 prints the N most expensive functions by cumulative and by own time.
+`--baseline=DIR` also times the tf_reorder of another checkout (see `baseline.py`)
+in the same interleaved rounds, and adds the median ratio this / baseline with its
+interquartile range.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ flags.DEFINE_integer("threads", 1, "TF intra-op and inter-op threads (0: TF's de
 flags.DEFINE_list("applications", ["VGG16", "ResNet152", "InceptionResNetV2", "DenseNet201"],
                   "keras.applications models (weights=None) whose traced graphs are timed "
                   "too; empty for none.")
+flags.DEFINE_string("baseline", None, "A checkout of another tf_reorder commit to time "
+                    "interleaved with this one (`git worktree add DIR COMMIT`).")
 flags.DEFINE_integer("profile", 0, "If > 0: profile tf_reorder on the largest size and print "
                      "this many functions.", lower_bound=0)
 
@@ -180,11 +185,17 @@ def node_count(graph_def: Any) -> int:
     return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
 
 
-def compare(graph_def: Any, fetches: list[str], repeats: int) -> dict[str, Any]:
+def compare(graph_def: Any, fetches: list[str], repeats: int,
+            baseline: Any = None) -> dict[str, Any]:
     """Times both passes on one GraphDef, interleaved, after one warm-up each."""
     _, (_, report) = _timed(run_tf_reorder, graph_def, fetches)
     _, optimized = _timed(run_grappler, graph_def, fetches)
-    ours, theirs = [], []
+    def run_baseline(g: Any, f: list[str]) -> Any:
+        return baseline.reorder_graph_def(g, preserve=f)
+
+    if baseline is not None:
+        _timed(run_baseline, graph_def, fetches)
+    ours, theirs, base = [], [], []
     for _ in range(repeats):
         elapsed, result = _timed(run_tf_reorder, graph_def, fetches)
         ours.append(elapsed)
@@ -192,9 +203,21 @@ def compare(graph_def: Any, fetches: list[str], repeats: int) -> dict[str, Any]:
         elapsed, result = _timed(run_grappler, graph_def, fetches)
         theirs.append(elapsed)
         del result
+        if baseline is not None:
+            elapsed, result = _timed(run_baseline, graph_def, fetches)
+            base.append(elapsed)
+            del result
     size = node_count(graph_def)
     median = statistics.median(ours)
-    return {
+    extra: dict[str, Any] = {}
+    if base:
+        ratios = sorted(a / b for a, b in zip(ours, base))
+        q1, q3 = (statistics.quantiles(ratios, n=4, method="inclusive")[::2]
+                  if len(ratios) > 1 else (ratios[0], ratios[0]))
+        extra = {"baseline_median_s": statistics.median(base),
+                 "vs_baseline_median": statistics.median(ratios), "vs_baseline_q1": q1,
+                 "vs_baseline_q3": q3, "baseline_s": base}
+    return {**extra, 
         "nodes": size,
         "sites": len(report.sites),
         "moved": len(report.moved),
@@ -207,12 +230,12 @@ def compare(graph_def: Any, fetches: list[str], repeats: int) -> dict[str, Any]:
     }
 
 
-def measure(nodes: int, repeats: int, template: Any) -> dict[str, Any]:
+def measure(nodes: int, repeats: int, template: Any, baseline: Any = None) -> dict[str, Any]:
     graph_def, fetch = build(nodes, template)
-    return {"graph": f"synthetic {nodes:,}", **compare(graph_def, [fetch], repeats)}
+    return {"graph": f"synthetic {nodes:,}", **compare(graph_def, [fetch], repeats, baseline)}
 
 
-def measure_application(name: str, repeats: int) -> dict[str, Any]:
+def measure_application(name: str, repeats: int, baseline: Any = None) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
@@ -225,17 +248,23 @@ def measure_application(name: str, repeats: int) -> dict[str, Any]:
     graph_def = concrete.graph.as_graph_def(add_shapes=True)
     fetches = [t.name for t in concrete.outputs]
     del model, concrete
-    return {"graph": name, **compare(graph_def, fetches, repeats)}
+    return {"graph": name, **compare(graph_def, fetches, repeats, baseline)}
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    baseline = any("baseline_median_s" in r for r in results)
     lines = ["| graph | nodes | sites (moved) | tf_reorder s | nodes/s | Grappler s "
-             "| Grappler moved |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| Grappler moved |" + (" baseline s | vs baseline | vs baseline IQR |"
+                                     if baseline else ""),
+             "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if baseline else "")]
     for r in results:
-        lines.append(f"| {r['graph']} | {r['nodes']:,} | {r['sites']:,} ({r['moved']:,}) "
-                     f"| {r['tf_reorder_median_s']:.3f} | {r['nodes_per_s']:,.0f} "
-                     f"| {r['grappler_median_s']:.3f} | {r['grappler_moved']:,} |")
+        row = (f"| {r['graph']} | {r['nodes']:,} | {r['sites']:,} ({r['moved']:,}) "
+               f"| {r['tf_reorder_median_s']:.3f} | {r['nodes_per_s']:,.0f} "
+               f"| {r['grappler_median_s']:.3f} | {r['grappler_moved']:,} |")
+        if baseline:
+            row += (f" {r['baseline_median_s']:.3f} | {r['vs_baseline_median']:.3f} "
+                    f"| {r['vs_baseline_q1']:.3f}–{r['vs_baseline_q3']:.3f} |")
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -270,13 +299,17 @@ def main(argv: list[str]) -> None:
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    from baseline import from_flag
+
+    baseline = from_flag(FLAGS.baseline)
     template = tower_template()
-    synthetic = [measure(n, FLAGS.repeats, template) for n in sizes]
+    synthetic = [measure(n, FLAGS.repeats, template, baseline) for n in sizes]
     if synthetic:
         base = synthetic[0]["tf_reorder_median_s"] / synthetic[0]["nodes"]
         for r in synthetic:
             r["per_node_vs_smallest"] = r["tf_reorder_median_s"] / r["nodes"] / base
-    applications = [measure_application(name, FLAGS.repeats) for name in FLAGS.applications]
+    applications = [measure_application(name, FLAGS.repeats, baseline)
+                    for name in FLAGS.applications]
     results = synthetic + applications
     env = {
         "python": platform.python_version(),
@@ -284,6 +317,7 @@ def main(argv: list[str]) -> None:
         "cpus": os.cpu_count(),
         "threads": FLAGS.threads or "TF default",
         "repeats": FLAGS.repeats,
+        "baseline": FLAGS.baseline,
     }
     print(f"reorder_graph_def vs Grappler (arithmetic optimizer only), median of "
           f"{FLAGS.repeats} interleaved runs; TF threads: {env['threads']}; "

@@ -17,6 +17,10 @@ ratios reorder / clone_model with their interquartile range, as a markdown table
 Both calls are Python graph building plus, for clone_model, running the weight
 initializers; the TF intra-op and inter-op thread pools are pinned with
 `--threads` (default 1; 0 leaves TF's default) and the table says which.
+
+`--baseline=DIR` also times the tf_reorder of another checkout (see `baseline.py`)
+in the same interleaved rounds, and adds the median ratio this / baseline with its
+interquartile range.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ flags.DEFINE_integer("repeats", 7, "Timed (reorder, clone_model) pairs per model
 flags.DEFINE_string("out", None, "Optional path of a JSON file with the results.")
 flags.DEFINE_integer("threads", 1, "TF intra-op and inter-op threads (0: TF's default).",
                      lower_bound=0)
+flags.DEFINE_string("baseline", None, "A checkout of another tf_reorder commit to time "
+                    "interleaved with this one (`git worktree add DIR COMMIT`).")
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:
@@ -61,7 +67,7 @@ def _timed(fn: Any, *args: Any) -> float:
     return elapsed
 
 
-def measure(name: str, repeats: int) -> dict[str, Any]:
+def measure(name: str, repeats: int, baseline: Any = None) -> dict[str, Any]:
     import keras
 
     import tf_reorder
@@ -71,13 +77,25 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
     # Warm up once each (first-call costs: tracing caches, imports).
     _timed(tf_reorder.reorder, model)
     _timed(keras.models.clone_model, model)
+    if baseline is not None:
+        _timed(baseline.reorder, model)
     reorder_s: list[float] = []
     clone_s: list[float] = []
+    baseline_s: list[float] = []
     for _ in range(repeats):
         reorder_s.append(_timed(tf_reorder.reorder, model))
         clone_s.append(_timed(keras.models.clone_model, model))
+        if baseline is not None:
+            baseline_s.append(_timed(baseline.reorder, model))
     ratios = [a / b for a, b in zip(reorder_s, clone_s)]
     q1, q3 = _quartiles(ratios)
+    extra: dict[str, Any] = {}
+    if baseline_s:
+        to_baseline = [a / b for a, b in zip(reorder_s, baseline_s)]
+        b1, b3 = _quartiles(to_baseline)
+        extra = {"baseline_median_s": statistics.median(baseline_s),
+                 "vs_baseline_median": statistics.median(to_baseline),
+                 "vs_baseline_q1": b1, "vs_baseline_q3": b3, "baseline_s": baseline_s}
     result = {
         "model": name,
         "layers": len(model.layers),
@@ -91,6 +109,7 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
         "reorder_s": reorder_s,
         "clone_model_s": clone_s,
         "ratios": ratios,
+        **extra,
     }
     del model
     gc.collect()
@@ -98,16 +117,21 @@ def measure(name: str, repeats: int) -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    baseline = any("baseline_median_s" in r for r in results)
+    extra_header = " baseline median (s) | vs baseline | vs baseline IQR |" if baseline else ""
     lines = [
         "| model | layers | moved/sites | reorder median (s) | clone_model median (s) "
-        "| ratio median | ratio IQR |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| ratio median | ratio IQR |" + extra_header,
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if baseline else ""),
     ]
     for r in results:
-        lines.append(
-            f"| {r['model']} | {r['layers']} | {r['moved_sites']}/{r['candidate_sites']} "
-            f"| {r['reorder_median_s']:.3f} | {r['clone_model_median_s']:.3f} "
-            f"| {r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
+        row = (f"| {r['model']} | {r['layers']} | {r['moved_sites']}/{r['candidate_sites']} "
+               f"| {r['reorder_median_s']:.3f} | {r['clone_model_median_s']:.3f} "
+               f"| {r['ratio_median']:.3f} | {r['ratio_q1']:.3f}–{r['ratio_q3']:.3f} |")
+        if baseline:
+            row += (f" {r['baseline_median_s']:.3f} | {r['vs_baseline_median']:.3f} "
+                    f"| {r['vs_baseline_q1']:.3f}–{r['vs_baseline_q3']:.3f} |")
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -123,11 +147,14 @@ def main(argv: list[str]) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     import keras
 
+    from baseline import from_flag
+
+    baseline = from_flag(FLAGS.baseline)
     results = []
     for name in FLAGS.models:
         if not hasattr(keras.applications, name):
             raise app.UsageError(f"keras.applications has no model '{name}'")
-        results.append(measure(name, FLAGS.repeats))
+        results.append(measure(name, FLAGS.repeats, baseline))
     env = {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -136,6 +163,7 @@ def main(argv: list[str]) -> None:
         "cpus": os.cpu_count(),
         "threads": FLAGS.threads or "TF default",
         "repeats": FLAGS.repeats,
+        "baseline": FLAGS.baseline,
     }
     print(f"reorder vs clone_model, {FLAGS.repeats} interleaved pairs per model; "
           f"TF threads: {env['threads']}; Keras {env['keras']}, TF {env['tensorflow']}, "

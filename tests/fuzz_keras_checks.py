@@ -92,11 +92,29 @@ BITWISE_FUNCTIONS = frozenset({"relu", "relu6", "leaky_relu", "hard_sigmoid",
                                "sparse_sigmoid", "hard_tanh", "soft_shrink", "hard_shrink"})
 
 
+# keras.ops nodes, by their operation's class: piecewise linear (or clipping) ones, and
+# those that can compute -0.0 from inputs without one.
+BITWISE_OPS = frozenset({"Relu", "Relu6", "HardSigmoid", "SparseSigmoid", "HardTanh",
+                         "SoftShrink", "HardShrink", "Clip", "Threshold"})
+NEGATIVE_ZERO_OPS = frozenset({"Silu", "HardSilu", "Gelu", "HardShrink", "Negative"})
+
+
+def _compute_dtype(operation: Any) -> str:
+    """A layer's compute dtype; an op's, the dtype of what it returned."""
+    if hasattr(operation, "compute_dtype"):
+        return operation.compute_dtype
+    return keras.tree.flatten(operation._inbound_nodes[0].outputs)[0].dtype
+
+
 def bound_for(layer: Any) -> Bound:
     """The bound for moving the activation `layer` applies (our table, not the pass's)."""
     kind = type(layer).__name__
-    if kind in ("ReLU", "PReLU"):
+    if kind in ("ReLU", "PReLU") or kind in BITWISE_OPS:
         bound = BITWISE
+    elif kind == "LeakyRelu":  # the op: as the layer
+        bound = BITWISE if float(layer.negative_slope) != 0 else EQUAL
+    elif kind == "Elu":
+        bound = EQUAL if float(layer.alpha) == 0 else CLOSE
     elif kind == "LeakyReLU":
         # slope 0 maps negatives to -0.0: a window with 0.0 and a negative value pools
         # to a zero of either sign.
@@ -108,22 +126,27 @@ def bound_for(layer: Any) -> Bound:
         bound = BITWISE if name in BITWISE_FUNCTIONS else CLOSE
     else:
         bound = CLOSE
-    if bound is CLOSE and layer.compute_dtype == "float16":
+    if bound is CLOSE and _compute_dtype(layer) == "float16":
         return CLOSE_FLOAT16
     return bound
 
 
+def _operations(model: Any) -> list[Any]:
+    """A model's layers and keras.ops nodes (a Sequential has only layers)."""
+    return list(getattr(model, "operations", None) or model.layers)
+
+
 def all_layers(model: Any) -> list[Any]:
-    """Every layer of `model` and of the models nested in it, each once."""
+    """Every layer and operation of `model` and of the models nested in it, each once."""
     seen: dict[int, Any] = {}
-    stack = list(model.layers)
+    stack = _operations(model)
     while stack:
         layer = stack.pop(0)
         if id(layer) in seen:
             continue
         seen[id(layer)] = layer
         if isinstance(layer, keras.Model):
-            stack.extend(layer.layers)
+            stack.extend(_operations(layer))
     return list(seen.values())
 
 
@@ -135,8 +158,14 @@ NEGATIVE_ZERO_ACTIVATIONS = frozenset({"silu", "hard_silu", "gelu", "mish", "har
 def makes_negative_zeros(layer: Any) -> bool:
     """Whether `layer` can output -0.0 for inputs that hold none."""
     kind = type(layer).__name__
-    if kind == "LeakyReLU":
+    if kind in NEGATIVE_ZERO_OPS:
+        return True
+    if kind in ("LeakyReLU", "LeakyRelu"):
         return float(layer.negative_slope) == 0
+    if kind == "Elu":
+        return float(layer.alpha) == 0
+    if kind == "ReLU" and not hasattr(layer, "compute_dtype"):  # keras.activations.relu
+        return float(layer.negative_slope) == 0 and float(layer.threshold) != 0
     if kind == "ELU":
         return float(layer.alpha) == 0
     if kind == "PReLU":
@@ -211,8 +240,17 @@ def _max_diff(x: np.ndarray, y: np.ndarray) -> float:
 # The independent count of activation evaluations.
 
 
+# keras.ops / keras.activations nodes that are activations, by their class.
+ACTIVATION_OPS = frozenset({
+    "Relu", "Relu6", "Sigmoid", "Tanh", "Softplus", "Softsign", "Selu", "HardSigmoid",
+    "LogSigmoid", "SparseSigmoid", "HardTanh", "SparsePlus", "TanhShrink", "Silu", "Gelu",
+    "HardSilu", "Squareplus", "Exp", "Negative", "LogSoftmax", "Elu", "Celu", "LeakyRelu",
+    "SoftShrink", "HardShrink", "Threshold", "Clip"})
+
+
 def _applies_activation(layer: Any) -> bool:
-    if type(layer).__name__ in ("ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"):
+    if type(layer).__name__ in ("ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax") or \
+            type(layer).__name__ in ACTIVATION_OPS:
         return True
     fn = getattr(layer, "activation", None)
     return callable(fn) and fn is not keras.activations.linear

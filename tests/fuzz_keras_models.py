@@ -16,7 +16,10 @@ functional models, models nested one or two deep (Sequential or functional, call
 once or twice, returning an activation that an outer pool follows); Conv1D/2D/3D,
 Depthwise, Separable and Transpose convolutions, Dense and EinsumDense with a fused
 activation; Activation layers with every activation Keras exports; ReLU, LeakyReLU,
-ELU and PReLU with random parameters of either sign; Softmax; max, average, global
+ELU and PReLU with random parameters of either sign; Softmax; keras.ops and
+keras.activations nodes in functional graphs (`OP_ACTIVATIONS`: every activation op,
+with random parameters; `OP_STEPS`: reshape, transpose, expand_dims/squeeze, slicing,
+max/amax/mean over axes, max_pool/average_pool); max, average, global
 and adaptive pools (channels_last, and channels_first between two Permutes);
 ZeroPadding, Cropping, Reshape, Flatten, Permute and Identity between them;
 BatchNormalization, Dropout, UpSampling as other layers; activations with a second
@@ -102,6 +105,34 @@ POOLS: dict[int, list[str]] = {
     for r in (1, 2, 3)
 }
 ACTIVATION_LAYERS = ["Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax"]
+# keras.ops / keras.activations nodes (functional graphs only: a Sequential holds layers),
+# by the name the generator gives them; each is the operation's class with explicit
+# arguments and name, so a seed builds the same config every time.
+OP_ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softplus", "softsign", "selu",
+                  "hard_sigmoid", "log_sigmoid", "sparse_sigmoid", "hard_tanh", "sparse_plus",
+                  "tanh_shrink", "silu", "gelu", "hard_silu", "squareplus", "exp", "negative",
+                  "softmax", "log_softmax", "elu", "celu", "leaky_relu", "soft_shrink",
+                  "hard_shrink", "threshold", "clip", "activations.relu"]
+OP_STEPS = ["reshape", "transpose", "expand_dims", "squeeze", "getitem", "max", "amax",
+            "mean", "max_pool", "average_pool"]
+
+
+def op_class(name: str) -> type:
+    """The operation class behind an op name of `OP_ACTIVATIONS` or `OP_STEPS`."""
+    from keras.src.activations import activations  # pylint: disable=g-import-not-at-top
+    from keras.src.ops import nn, numpy as np_ops  # pylint: disable=g-import-not-at-top
+
+    if name == "activations.relu":
+        return activations.ReLU
+    special = {"tanh": np_ops.Tanh, "exp": np_ops.Exp, "negative": np_ops.Negative,
+               "clip": np_ops.Clip, "reshape": np_ops.Reshape, "transpose": np_ops.Transpose,
+               "expand_dims": np_ops.ExpandDims, "squeeze": np_ops.Squeeze,
+               "getitem": np_ops.GetItem, "max": np_ops.Max, "amax": np_ops.Amax,
+               "mean": np_ops.Mean, "relu6": nn.Relu6, "max_pool": nn.MaxPool,
+               "average_pool": nn.AveragePool}
+    if name in special:
+        return special[name]
+    return getattr(nn, "".join(part.capitalize() for part in name.split("_")))
 
 
 def crashes_onednn(cls: str, kwargs: dict[str, Any]) -> bool:
@@ -129,10 +160,16 @@ MAX_ELEMENTS = 2048  # per sample, per tensor: keeps every model small and fast
 class Layer:
     """One layer object: ``getattr(keras.layers, cls)(**kwargs)``, or a nested model."""
 
-    cls: str
+    cls: str  # a keras.layers class, or "op:NAME" for a keras.ops node (`op_class`)
     kwargs: dict[str, Any]
     sub: "Graph | None" = None  # the nested model, when cls is "Sequential"/"Functional"
     alpha: str = ""  # PReLU: "positive", "zero", "mixed" or "negative" alphas
+    call_args: tuple[Any, ...] = ()  # an op's arguments after the tensor (getitem: the key)
+
+    @property
+    def op(self) -> str:
+        """The op name of a keras.ops node ("" for a layer)."""
+        return self.cls[3:] if self.cls.startswith("op:") else ""
 
     @property
     def name(self) -> str:
@@ -236,9 +273,13 @@ class _Drawer:
         return {"dtype": "mixed_float16"}
 
     def add_layer(self, g: Graph, cls: str, kwargs: dict[str, Any], **extra: Any) -> int:
-        kwargs = {"name": self.fresh(cls.lower()), **kwargs, **self.dtype_kwargs()}
+        if cls.startswith("op:"):  # an operation has no dtype policy
+            base = "op_" + cls[3:].replace(".", "_")
+            kwargs = {"name": self.fresh(base), **kwargs}
+        else:
+            kwargs = {"name": self.fresh(cls.lower()), **kwargs, **self.dtype_kwargs()}
         g.layers.append(Layer(cls, kwargs, **extra))
-        self.features.add(f"layer:{cls}")
+        self.features.add(cls if cls.startswith("op:") else f"layer:{cls}")
         if isinstance(kwargs.get("activation"), str):
             self.features.add(f"act:{kwargs['activation']}")
         return len(g.layers) - 1
@@ -250,6 +291,9 @@ class _Drawer:
         if spec.sub is not None:
             out_shapes = [spec.sub.shapes[t] for t in spec.sub.outputs]
             out_dtypes = [spec.sub.dtypes[t] for t in spec.sub.outputs]
+        elif spec.op:
+            out_shapes = [_output_shape(spec, in_shapes, as_list)]
+            out_dtypes = [g.dtypes[inputs[0]]]  # an op computes in its input's dtype
         else:
             out_shapes = [_output_shape(spec, in_shapes, as_list)]
             out_dtypes = ["float32" if spec.kwargs.get("dtype", "float32") == "float32"
@@ -263,6 +307,13 @@ class _Drawer:
     def layer(self, g: Graph, t: int, cls: str, **kwargs: Any) -> int:
         """A new layer called once on `t`."""
         return self.call(g, self.add_layer(g, cls, kwargs), t)
+
+    def op(self, g: Graph, t: int, name: str, *call_args: Any, **kwargs: Any) -> int:
+        """A keras.ops node on `t`."""
+        return self.call(g, self.add_layer(g, f"op:{name}", kwargs, call_args=call_args), t)
+
+    def ops_allowed(self, g: Graph) -> bool:
+        return not g.sequential and self.rng.random() < 0.25
 
     def pick(self, options: list[tuple[float, Any]]) -> Any:
         total = sum(w for w, _ in options)
@@ -387,12 +438,93 @@ class _Drawer:
             return kwargs
         return {}
 
+    def op_activation(self, g: Graph, t: int) -> int:
+        """An activation as a keras.ops (or keras.activations) node, with its arguments."""
+        rng = self.rng
+        name = rng.choice(OP_ACTIVATIONS)
+
+        def signed(low: float, high: float, zero: float = 0.2) -> float:
+            return 0.0 if rng.random() < zero else round(rng.uniform(low, high), 3)
+
+        kwargs: dict[str, Any] = {}
+        if name == "elu":
+            kwargs = {"alpha": signed(-2.0, 2.0, 0.1)}
+        elif name == "celu":
+            kwargs = {"alpha": round(rng.uniform(0.1, 2.0), 3)}
+        elif name == "leaky_relu":
+            kwargs = {"negative_slope": signed(-1.0, 1.0, 0.1)}
+        elif name in ("soft_shrink", "hard_shrink"):
+            kwargs = {"threshold": round(rng.uniform(0.0, 1.0), 3)}
+        elif name == "threshold":
+            kwargs = {"threshold": signed(-1.0, 1.0), "default_value": signed(-1.0, 1.0)}
+        elif name == "clip":
+            low = signed(-2.0, 1.0)
+            kwargs = {"x_min": low, "x_max": round(low + rng.uniform(0.0, 6.0), 3)}
+        elif name == "activations.relu":
+            kwargs = {"negative_slope": signed(-0.5, 0.5), "threshold": signed(-1.0, 1.0),
+                      "max_value": signed(-1.0, 6.0, 0.05) if rng.random() < 0.5 else None}
+        elif name == "gelu":
+            kwargs = {"approximate": rng.random() < 0.5}
+        elif name == "squareplus":
+            kwargs = {"b": round(rng.uniform(0.0, 8.0), 2)}
+        elif name in ("softmax", "log_softmax"):
+            kwargs = {"axis": rng.choice(range(-len(g.shapes[t]), 0))}
+        return self.op(g, t, name, **kwargs)
+
+    def op_between(self, g: Graph, t: int) -> int:
+        """Data movement as keras.ops nodes (a spatial tensor stays spatial)."""
+        shape = g.shapes[t]
+        rank = len(shape)  # axes per sample
+        options = [(2, "reshape"), (2, "transpose"), (1, "expand_squeeze")]
+        long_axes = [a for a, d in enumerate(shape[:-1]) if d >= 3]
+        if long_axes:
+            options.append((2, "getitem"))
+        kind = self.pick(options)
+        if kind == "reshape":
+            return self.op(g, t, "reshape", newshape=(-1, *self.reshape_target(shape)))
+        if kind == "transpose":
+            order = list(range(1, rank + 1))
+            while order == list(range(1, rank + 1)) and rank > 1:
+                self.rng.shuffle(order)
+            return self.op(g, t, "transpose", axes=(0, *order))
+        if kind == "expand_squeeze":
+            axis = self.rng.randint(1, rank)
+            return self.op(g, self.op(g, t, "expand_dims", axis=axis), "squeeze", axis=axis)
+        axis = self.rng.choice(long_axes)
+        d = shape[axis]
+        key = (*(slice(None),) * (axis + 1), slice(self.rng.randint(0, 1), d - self.rng.randint(0, 1)))
+        return self.op(g, t, "getitem", key)
+
+    def op_pool(self, g: Graph, t: int) -> int:
+        """A max (or mean) as a keras.ops node: over axes, or over windows."""
+        shape = g.shapes[t]
+        rank = len(shape)
+        kind = self.pick([(3, "max"), (1, "amax"), (3, "max_pool"), (1, "mean"),
+                          (1, "average_pool")])
+        if kind in ("max", "amax", "mean"):
+            axes = sorted(a for a in range(1, rank + 1) if self.rng.random() < 0.5) or [1]
+            keepdims = self.rng.random() < 0.4
+            if len(axes) == rank and not keepdims:
+                axes = axes[:-1] or axes  # keep an axis per sample (the channels)
+                keepdims = keepdims or len(axes) == rank
+            return self.op(g, t, kind, axis=tuple(axes), keepdims=keepdims)
+        spatial = shape[:-1]
+        p = self.rng.randint(1, 3)
+        strides = self.rng.randint(1, 2)  # given: Keras 3.15's JAX max_pool fails without
+        if p == 1 and strides == 1:
+            p = 2
+        padding = "same" if p > min(spatial) else self.rng.choice(["valid", "same"])
+        return self.op(g, t, kind, pool_size=p, strides=strides, padding=padding,
+                       data_format="channels_last")
+
     def between(self, g: Graph, t: int) -> int:
         """A data movement or padding layer that keeps a spatial tensor spatial."""
         shape = g.shapes[t]
         rank = len(shape) - 1
         if rank == 0:
             return self.layer(g, t, "Reshape", target_shape=(shape[0], 1))
+        if self.ops_allowed(g):
+            return self.op_between(g, t)
         spatial, channels = shape[:-1], shape[-1]
         options: list[tuple[float, str]] = [(3, "pad"), (1, "identity"), (2, "reshape"),
                                             (1, "flatten"), (2, "permute")]
@@ -443,6 +575,8 @@ class _Drawer:
         shape = g.shapes[t]
         rank = len(shape) - 1
         spatial = shape[:-1]
+        if kind is None and self.ops_allowed(g):
+            return self.op_pool(g, t)
         if kind is None:
             kind = self.pick([(5, "Max"), (3, "GlobalMax"), (2, "AdaptiveMax"), (2, "Average"),
                               (1, "GlobalAverage"), (1, "AdaptiveAverage")])
@@ -495,7 +629,9 @@ class _Drawer:
         return self.layer(g, t, "BatchNormalization")
 
     def act(self, g: Graph, t: int) -> int:
-        """An activation: fused into a producer, or a standalone layer."""
+        """An activation: fused into a producer, a standalone layer, or an ops node."""
+        if self.ops_allowed(g):
+            return self.op_activation(g, t)
         if self.rng.random() < 0.55:
             return self.producer(g, t, activation=self.activation_name())
         return self.activation_layer(g, t)
@@ -717,6 +853,10 @@ class _Drawer:
 def _output_shape(spec: Layer, in_shapes: list[tuple[int, ...]],
                   as_list: bool) -> tuple[int, ...]:
     """The per-sample output shape of a layer call, from the layer's own rules."""
+    if spec.op:
+        out = _make_layer(spec).compute_output_spec(keras.KerasTensor((2, *in_shapes[0])),
+                                                    *spec.call_args)
+        return tuple(int(d) for d in out.shape[1:])
     kwargs = {k: v for k, v in spec.kwargs.items() if k != "dtype"}
     layer = getattr(layers, spec.cls)(**kwargs)
     batched = [(2, *s) for s in in_shapes]
@@ -766,7 +906,10 @@ def _build_graph(g: Graph) -> Any:
     tensors = dict(zip(g.inputs, inputs))
     for c in g.calls:
         args = [tensors[t] for t in c.inputs]
-        out = objects[c.layer](args if c.as_list else args[0])
+        if g.layers[c.layer].op:
+            out = objects[c.layer](args[0], *g.layers[c.layer].call_args)
+        else:
+            out = objects[c.layer](args if c.as_list else args[0])
         for t, value in zip(c.outputs, keras.tree.flatten(out)):
             tensors[t] = value
     ins: Any = inputs
@@ -785,6 +928,8 @@ def _build_graph(g: Graph) -> Any:
 def _make_layer(spec: Layer) -> Any:
     if spec.sub is not None:
         return _build_graph(spec.sub)
+    if spec.op:
+        return op_class(spec.op)(**spec.kwargs)
     return getattr(layers, spec.cls)(**spec.kwargs)
 
 
@@ -792,6 +937,8 @@ def _layer_pairs(g: Graph, model: Any) -> list[tuple[Layer, Any]]:
     """(spec, built layer) for every layer of every graph, in spec order."""
     pairs = []
     for spec in g.layers:
+        if spec.op:
+            continue  # an operation has no weights
         layer = model.get_layer(spec.name)
         if spec.sub is not None:
             pairs.extend(_layer_pairs(spec.sub, layer))
@@ -843,6 +990,7 @@ def _describe_graph(g: Graph, indent: str) -> list[str]:
         described.add(c.layer)
         args = ", ".join(f"t{t}" for t in c.inputs)
         args = f"[{args}]" if c.as_list else args
+        args += "".join(f", {a!r}" for a in spec.call_args)
         outs = ", ".join(f"t{t}" for t in c.outputs)
         shapes = ", ".join(str(g.shapes[t]) for t in c.outputs)
         if spec.sub is not None:

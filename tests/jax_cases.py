@@ -142,7 +142,22 @@ def prelu_per_position() -> tuple[Any, int, bool]:
     return model, 0, True
 
 
+def ops_nodes() -> tuple[Any, int, bool]:
+    """keras.ops and keras.activations nodes: sigmoid -> max over axes, relu(max_value) ->
+    transpose -> max_pool, leaky_relu -> MaxPooling2D; all three move."""
+    ops = keras.ops
+    inp = keras.Input((12, 12, 3))
+    a = ops.max(ops.sigmoid(layers.Conv2D(4, 3)(inp)), axis=(1, 2))
+    # (strides given: Keras 3.15's JAX max_pool fails with strides=None, before any rewrite)
+    b = ops.max_pool(ops.transpose(keras.activations.relu(layers.Conv2D(4, 3)(inp),
+                                                          max_value=6.0), (0, 2, 1, 3)),
+                     2, strides=2)
+    c = layers.MaxPooling2D()(ops.leaky_relu(layers.Conv2D(4, 3)(inp), 0.1))
+    return keras.Model(inp, [a, b, c], name="ops_nodes"), 3, False
+
+
 CASES: dict[str, Callable[[], tuple[Any, int, bool]]] = {
+    "ops_nodes": ops_nodes,
     "sequential_chain": sequential_chain,
     "shared_conv_two_calls": shared_conv_two_calls,
     "shared_output_two_pools": shared_output_two_pools,

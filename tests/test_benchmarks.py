@@ -57,6 +57,34 @@ def test_reorder_speed_writes_json(tmp_path):
     assert [r["model"] for r in data["results"]] == ["VGG16"], data
 
 
+def test_reorder_speed_times_a_baseline_checkout_in_the_same_rounds(tmp_path):
+    out = tmp_path / "reorder.json"
+    result = run_binary("reorder_speed.py", "--models=VGG16", "--repeats=2",
+                        f"--baseline={ROOT}", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    assert "| vs baseline |" in result.stdout
+    (row,) = json.loads(out.read_text())["results"]
+    assert len(row["baseline_s"]) == 2 and min(row["baseline_s"]) > 0
+    assert row["vs_baseline_q1"] <= row["vs_baseline_median"] <= row["vs_baseline_q3"]
+
+
+def test_graph_pass_speed_times_a_baseline_checkout(tmp_path):
+    out = tmp_path / "speed.json"
+    result = run_binary("graph_pass_speed.py", "--sizes=100", "--repeats=2",
+                        "--applications=", f"--baseline={ROOT}", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())["results"]
+    assert len(row["baseline_s"]) == 2 and row["vs_baseline_median"] > 0
+
+
+@pytest.mark.parametrize("script, nothing_else", [("graph_pass_speed.py", "--applications="),
+                                                  ("reorder_speed.py", "--models=")])
+def test_a_baseline_without_tf_reorder_is_a_usage_error(script, nothing_else, tmp_path):
+    result = run_binary(script, f"--baseline={tmp_path}", nothing_else)
+    assert result.returncode == 1, result.stderr
+    assert "no tf_reorder package there" in result.stderr
+
+
 def test_unknown_flag_is_a_usage_error():
     result = run_binary("graph_pass_speed.py", "--sizez=10")
     assert result.returncode == 2

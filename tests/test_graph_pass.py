@@ -6,39 +6,10 @@ import tensorflow as tf
 from tensorflow.core.framework import graph_pb2
 
 import tf_reorder
-from tf_reorder import graph_pass
+from tf_reorder import graph_vocabulary
 from tf_reorder.policy import load_policy
+from graph_helpers import RNG, SPEC, X, conv, graph_of, pool, run
 from policy_files import LABELS, RELU_ON_TFLITE, SIGMOID_ON_TF, write_policy
-
-RNG = np.random.default_rng(0)
-KERNEL = tf.constant(RNG.standard_normal((3, 3, 3, 4)).astype("float32"))
-BIAS = tf.constant(RNG.standard_normal(4).astype("float32"))
-SPEC = tf.TensorSpec([2, 16, 16, 3], tf.float32, name="x")
-X = RNG.standard_normal((2, 16, 16, 3)).astype("float32")
-
-
-def conv(x):
-    return tf.nn.bias_add(tf.nn.conv2d(x, tf.cast(KERNEL, x.dtype), 1, "SAME"),
-                          tf.cast(BIAS, x.dtype))
-
-
-def pool(x):
-    return tf.nn.max_pool2d(x, 2, 2, "VALID")
-
-
-def graph_of(fn, spec=SPEC):
-    concrete = tf.function(fn).get_concrete_function(spec)
-    fetches = [t.name for t in concrete.outputs]
-    return concrete.graph.as_graph_def(add_shapes=True), fetches, concrete
-
-
-def run(graph_def, fetches, x=X):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
-        return session.run(fetches, {"x:0": x})
-
 
 def check(fn, *, moved, exact=True, spec=SPEC, x=X, preserve=None):
     graph_def, fetches, _ = graph_of(fn, spec)
@@ -80,7 +51,7 @@ def test_conv_bias_relu_pool_moves_and_keeps_names():
                                 tf.tanh, tf.nn.softplus, tf.nn.softsign, tf.exp, tf.math.atan,
                                 tf.math.asinh, tf.math.erf, tf.math.expm1, tf.floor])
 def test_every_activation_op(op):
-    exact = graph_pass.activation_of(
+    exact = graph_vocabulary.activation_of(
         graph_of(lambda x: op(x))[0].node[1]).exact
     check(lambda x: pool(op(conv(x))), moved=1, exact=exact)
 
@@ -270,67 +241,6 @@ def test_not_a_graph_def():
     assert not report.sites and not new.node
 
 
-# -- concrete functions -----------------------------------------------------------------
-
-
-def test_reorder_function_keeps_captured_variables_and_structure():
-    variable = tf.Variable(RNG.standard_normal((3, 3, 3, 4)).astype("float32"))
-    inner = tf.function(lambda y: tf.nn.max_pool2d(tf.nn.elu(y), 2, 2, "VALID"))
-
-    @tf.function
-    def fn(x):
-        h = tf.nn.conv2d(x, variable, 1, "SAME")
-        branch = tf.cond(tf.reduce_sum(x) > 0,
-                         lambda: tf.reduce_max(tf.tanh(h), axis=[1, 2]),
-                         lambda: tf.reduce_max(tf.sigmoid(h), axis=[1, 2]))
-        return {"relu": pool(tf.nn.relu(h)), "branch": branch, "inner": inner(h)}
-
-    concrete = fn.get_concrete_function(SPEC)
-    new, report = tf_reorder.reorder_function(concrete)
-    assert len(report.moved) == 4, str(report)
-    assert new.captured_inputs[0] is concrete.captured_inputs[0]
-    for x in (X, -X):  # both branches of the cond
-        a, b = concrete(tf.constant(x)), new(tf.constant(x))
-        assert set(a) == set(b) == {"relu", "branch", "inner"}
-        assert a["relu"].numpy().tobytes() == b["relu"].numpy().tobytes()
-        for key in ("branch", "inner"):
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-6)
-    variable.assign(variable * -2.0)  # the same variable: both see the change
-    a, b = concrete(tf.constant(X)), new(tf.constant(X))
-    assert a["relu"].numpy().tobytes() == b["relu"].numpy().tobytes()
-
-
-def test_reorder_function_keeps_variables_and_their_gradients():
-    # The variables are the input's (ConcreteFunction.variables and trainable_variables),
-    # so a GradientTape watches them when the function runs: before, the result had no
-    # variables and every gradient with respect to them was None.
-    kernel = tf.Variable(RNG.standard_normal((3, 3, 3, 4)).astype("float32"), name="kernel")
-    bias = tf.Variable(np.zeros(4, np.float32), trainable=False, name="bias")
-
-    @tf.function
-    def fn(x):
-        return pool(tf.sigmoid(tf.nn.conv2d(x, kernel, 1, "SAME") + bias))
-
-    concrete = fn.get_concrete_function(SPEC)
-    new, report = tf_reorder.reorder_function(concrete)
-    assert len(report.moved) == 1, str(report)
-    assert [v.ref() for v in new.variables] == [v.ref() for v in concrete.variables] \
-        == [kernel.ref(), bias.ref()]
-    assert [v.ref() for v in new.trainable_variables] == [kernel.ref()]
-    gradients = []
-    for function in (concrete, new):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(function(tf.constant(X)))
-        gradients.append(tape.gradient(loss, kernel))
-    assert gradients[1] is not None
-    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-6, atol=1e-6)
-
-
-def test_reorder_function_rejects_other_objects():
-    with pytest.raises(tf_reorder.ReorderError, match="ConcreteFunction"):
-        tf_reorder.reorder_function(lambda x: x)
-
-
 def test_while_loop_body_is_rewritten():
     def fn(x):
         def body(i, acc):
@@ -341,51 +251,6 @@ def test_while_loop_body_is_rewritten():
         return total
     _, report = check(fn, moved=1)
     assert report.moved[0].scope != "graph"
-
-
-def test_reorder_function_keeps_a_structured_input_signature():
-    @tf.function
-    def fn(inputs):
-        return pool(tf.nn.relu(conv(inputs["image"]))) * inputs["scale"]
-
-    spec = {"image": SPEC, "scale": tf.TensorSpec([], tf.float32)}
-    concrete = fn.get_concrete_function(spec)
-    new, report = tf_reorder.reorder_function(concrete)
-    assert len(report.moved) == 1
-    assert new.structured_input_signature == concrete.structured_input_signature
-    feed = {"image": tf.constant(X), "scale": tf.constant(0.5)}
-    assert concrete(feed).numpy().tobytes() == new(feed).numpy().tobytes()
-
-
-def test_reorder_function_keeps_keyword_arguments_and_python_values():
-    """Keyword-only tensors, and a Python None traced as a constant, are called as before."""
-    @tf.function
-    def fn(image, bias=None, *, scale, shift):
-        out = pool(tf.nn.relu(conv(image) * scale - shift))
-        return out if bias is None else out + bias
-
-    concrete = fn.get_concrete_function(tf.TensorSpec(SPEC.shape, SPEC.dtype),
-                                        scale=tf.TensorSpec([], tf.float32),
-                                        shift=tf.TensorSpec([], tf.float32))
-    new, report = tf_reorder.reorder_function(concrete)
-    assert len(report.moved) == 1
-    assert new.structured_input_signature == concrete.structured_input_signature
-    image, scale, shift = tf.constant(X), tf.constant(0.5), tf.constant(-0.25)
-    calls = [lambda f: f(image, scale=scale, shift=shift),
-             lambda f: f(image, None, scale=scale, shift=shift),
-             lambda f: f(shift=shift, image=image, scale=scale),
-             lambda f: f(image, scale, shift),  # the flat signature, as a fallback
-             lambda f: f(image, scale=scale)]  # a missing argument
-
-    def outcome(call, f):
-        try:
-            return call(f).numpy().tobytes()
-        except TypeError:
-            return "TypeError"
-
-    outcomes = [(outcome(call, concrete), outcome(call, new)) for call in calls]
-    assert [a == b for a, b in outcomes] == [True] * len(calls)
-    assert [a == "TypeError" for a, _ in outcomes] == [False, False, False, False, True]
 
 
 @pytest.mark.parametrize("where", ["graph", "function"])

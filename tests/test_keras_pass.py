@@ -9,7 +9,7 @@ from keras import layers
 
 import tf_reorder
 from tf_reorder import algebra, policy, verify
-from tf_reorder.keras_pass import describe_activation
+from tf_reorder.keras_vocabulary import describe_activation
 from tf_reorder.policy import load_policy
 from policy_files import LABELS, RELU_ON_TFLITE, SIGMOID_ON_TF, write_policy
 from rewrite_checks import check_rewrite, model_fingerprint, roundtrip
@@ -123,15 +123,6 @@ def test_unregistered_functions_in_a_changed_layers_config_are_kept():
     assert keras.activations.serialize(conv.activation) == "linear"
     prelu = next(layer for layer in new.layers if isinstance(layer, layers.PReLU))
     assert prelu.alpha_constraint is _keep and "prelu" in by_name
-
-
-def test_a_layer_keras_cannot_rebuild_is_a_clear_error():
-    from tf_reorder import keras_pass  # pylint: disable=g-import-not-at-top
-
-    with pytest.raises(tf_reorder.ReorderError,
-                       match=r"cannot make a copy of layer 'dense' \(Dense\) to test: Keras "
-                             r"cannot rebuild it from its config \(.*units"):
-        keras_pass._rebuilt(layers.Dense(2, name="dense"), "to test", units=-1)
 
 
 @pytest.mark.parametrize("kwargs, moves", [

@@ -81,10 +81,10 @@ def reorder(model: Any, *, return_report: bool = False,
         print(report.elements_saved)  # 5400: relu on 30*30*8 -> 15*15*8
         lite = tf_reorder.reorder(model, target="tflite")
     """
-    from tf_reorder import keras_pass
+    from tf_reorder import keras_rebuild
 
     require_bool("return_report", return_report)
-    new, report = keras_pass.reorder(model, target)
+    new, report = keras_rebuild.reorder(model, target)
     return (new, report) if return_report else new
 
 
@@ -176,7 +176,7 @@ def reorder_function(concrete_function: Any, *,
         ``tf.function`` itself is refused with how to get one), or ``target``
         is bad.
     """
-    from tf_reorder import graph_pass
+    from tf_reorder import concrete_functions
 
     if hasattr(concrete_function, "get_concrete_function") and \
             not hasattr(concrete_function, "graph"):
@@ -187,7 +187,7 @@ def reorder_function(concrete_function: Any, *,
                    "dtype), ...) on it first")
         raise ReorderError(f"expected a ConcreteFunction, got a tf.function "
                            f"({type(concrete_function).__name__}); {how}")
-    return graph_pass.reorder_function(concrete_function, target=target)
+    return concrete_functions.reorder_function(concrete_function, target=target)
 
 
 def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,

@@ -101,6 +101,8 @@ class Step:
     # For a max step: it makes every input larger than one window smaller
     # (global, adaptive, strided, or a 'valid' window wider than 1).
     shrinks: bool = False
+    # For a max or average step: it reduces whole axes (reduce_max), not windows.
+    reduction: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +117,7 @@ class Verdict:
 
 
 YES = Verdict(True, "")
+NO_MAX = "no max pooling on the path"
 
 MAX_STEPS = (StepKind.MAX_POOL, StepKind.MAX_POOL_WITH_ARGMAX)
 
@@ -183,7 +186,7 @@ def check_path(f: Function, steps: Sequence[Step]) -> Verdict:
     not crossed (callers pass the path up to where ``f`` would land).
     """
     if not any(s.kind in MAX_STEPS for s in steps):
-        return Verdict(False, "no max pooling on the path")
+        return Verdict(False, NO_MAX)
     for step in steps:
         verdict = may_cross(f, step)
         if not verdict:
@@ -209,7 +212,7 @@ def landing_index(f: Function, steps: Sequence[Step]) -> tuple[int, Verdict]:
     if landing:
         return landing, YES
     if first_refusal.ok:
-        return 0, Verdict(False, "no max pooling on the path")
+        return 0, Verdict(False, NO_MAX)
     return 0, first_refusal
 
 
@@ -389,6 +392,37 @@ def elu(alpha: float, *, name: str | None = None) -> Function:
     name = name or f"ELU(alpha={_num(alpha)})"
     mono = _N if alpha >= 0 else _X
     return Function(name, mono, zero_at_zero=True, family="elu")
+
+
+def celu(alpha: float, *, name: str | None = None) -> Function:
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``: non-decreasing for alpha > 0."""
+    name = name or f"celu(alpha={_num(alpha)})"
+    return Function(name, _N if alpha > 0 else _X, zero_at_zero=True, family="celu")
+
+
+def shrink(kind: str, threshold: float, *, name: str | None = None) -> Function:
+    """``soft_shrink`` or ``hard_shrink`` with its threshold: non-decreasing for t >= 0."""
+    name = name or f"{kind}(threshold={_num(threshold)})"
+    monotone = threshold >= 0
+    return Function(name, _N if monotone else _X, zero_at_zero=monotone, exact=True,
+                    family=kind)
+
+
+def clip(low: float, high: float) -> Function:
+    """``min(max(x, low), high)`` with constant bounds: non-decreasing and exact."""
+    return Function(f"clip({_num(low)}, {_num(high)})", _N, zero_at_zero=low <= 0 <= high,
+                    exact=True, family="clip")
+
+
+def threshold(threshold: float, default_value: float) -> Function:
+    """``x`` where ``x > threshold``, else `default_value`: non-decreasing iff value <= t."""
+    zero = 0 > threshold or default_value == 0
+    return Function(f"threshold({_num(threshold)}, {_num(default_value)})",
+                    _N if default_value <= threshold else _X, zero_at_zero=zero, exact=True,
+                    family="threshold")
+
+
+NEGATIVE = Function("negative", Monotonicity.NON_INCREASING, zero_at_zero=True, exact=True)
 
 
 def prelu(min_alpha: float, *, uniform: bool) -> Function:

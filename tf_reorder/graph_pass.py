@@ -1,16 +1,16 @@
 """GraphDef front end: a Grappler-style pass over a graph's nodes and its functions.
 
-It finds ``f -> [Identity | Pad | ...] -> max`` in the top-level nodes of a
-`GraphDef` and in every `FunctionDef` of its library (the bodies behind
-``PartitionedCall``, ``If``/``While``/``Case`` branches, at any depth) and
-rewrites it to ``[Identity | Pad | ...] -> max -> f``, asking `algebra` whether
-each move is exact. It repeats until nothing moves, so chains such as
-``f1 -> f2 -> max`` move whole and a second pass changes nothing.
+It describes the top-level nodes of a `GraphDef`, and every `FunctionDef` of its
+library (the bodies behind ``PartitionedCall``, ``If``/``While``/``Case`` branches, at
+any depth), to the `planner` in TF's vocabulary (op types and attrs), and rewrites the
+moves it returns: ``f -> [Identity | Pad | ...] -> max`` becomes
+``[Identity | Pad | ...] -> max -> f``. The planner runs to a fixed point, so chains
+such as ``f1 -> f2 -> max`` move whole and a second pass changes nothing.
 
 Names that other nodes, fetches and function outputs refer to are kept: the
-activation takes the pool's name (so every reference to the pooled value now
-sees the activated value, as before), and the pool takes the activation's
-name, which nothing else referred to.
+activation takes the pool's name (so every reference to the pooled value now sees the
+activated value, as before), and the pool takes the activation's name, which nothing
+else referred to.
 
 Example:
 
@@ -22,102 +22,33 @@ Example:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import gc
-import inspect
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from absl import logging
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
-from tensorflow.python.framework import op_def_registry, tensor_util
+from tensorflow.python.framework import tensor_util
 
-from tf_reorder import algebra
-from tf_reorder.algebra import Step, StepKind
+from tf_reorder import algebra, planner, view
+from tf_reorder import graph_vocabulary as ops
+from tf_reorder.algebra import Step
 from tf_reorder.errors import ReorderError
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
-
-POOL_OPS: dict[str, StepKind] = {
-    "MaxPool": StepKind.MAX_POOL,
-    "MaxPoolV2": StepKind.MAX_POOL,
-    "MaxPool3D": StepKind.MAX_POOL,
-    "Max": StepKind.MAX_POOL,
-    "MaxPoolWithArgmax": StepKind.MAX_POOL_WITH_ARGMAX,
-    "AvgPool": StepKind.AVERAGE_POOL,
-    "AvgPool3D": StepKind.AVERAGE_POOL,
-    "Mean": StepKind.AVERAGE_POOL,
-}
-DATA_MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "ExpandDims",
-                               "MirrorPad"})
-PAD_OPS = frozenset({"Pad", "PadV2"})
-
-
-def step_of(node: node_def_pb2.NodeDef, body: "_Body") -> Step | None:
-    """The algebra's view of a node between an activation and a pool."""
-    if node.op in POOL_OPS:
-        return Step(POOL_OPS[node.op], node.name)  # `shrinks` only where sizes are unknown
-    if node.op in DATA_MOVEMENT_OPS:
-        return Step(StepKind.DATA_MOVEMENT, node.name)
-    if node.op == "Pad":
-        return Step(StepKind.ZERO_PADDING, node.name)
-    if node.op == "PadV2":
-        value = body.constant(node.input[2]) if len(node.input) > 2 else None
-        if value is None or value.size != 1:
-            return Step(StepKind.OTHER, node.name)
-        return Step(StepKind.ZERO_PADDING, node.name, pad_value=float(value.reshape(())))
-    return None
-
-
-def _shrinks(node: node_def_pb2.NodeDef) -> bool:
-    if node.op == "Max":
-        return True
-    if node.op in ("MaxPool", "MaxPool3D", "MaxPoolWithArgmax"):
-        strides = list(node.attr["strides"].list.i)
-        ksize = list(node.attr["ksize"].list.i)
-        padding = node.attr["padding"].s.decode()
-        return any(s > 1 for s in strides) or (padding == "VALID" and any(k > 1 for k in ksize))
-    return False
-
-
-_ACTIVATION_OPS = frozenset(algebra.TF_OPS) | {"LeakyRelu"}
-
-
-def activation_of(node: node_def_pb2.NodeDef) -> algebra.Function | None:
-    if node.op not in _ACTIVATION_OPS:  # most nodes: no attr look-up
-        return None
-    attrs = {"alpha": node.attr["alpha"].f} if "alpha" in node.attr else {}
-    return algebra.tf_op(node.op, attrs)
-
-
-def _first_output_arg(op: str) -> str:
-    op_def = op_def_registry.get(op)
-    if op_def is None or not op_def.output_arg:
-        raise ReorderError(f"op '{op}' is not registered in this TensorFlow")
-    return op_def.output_arg[0].name
-
 
 # ---------------------------------------------------------------------------
 # A body: the top-level nodes of a GraphDef, or a FunctionDef's nodes.
 
 
-@dataclasses.dataclass
-class _Ref:
-    """One input string of one node (or one function output), parsed."""
-
-    node: str
-    output: str | int  # graph: index; function: "arg:index" within the producer
-    control: bool
-
-
 class _Body:
+    """One body's nodes, their consumers, and what may not change; rewired in place."""
+
     def __init__(self, nodes: Iterable[node_def_pb2.NodeDef], *, scope: str, function: bool,
                  kept: set[str], returns: dict[str, str] | None = None) -> None:
         self.scope = scope
         self.function = function
         self.nodes: dict[str, node_def_pb2.NodeDef] = {}
-        self.activations: list[node_def_pb2.NodeDef] = []
         self.kept = kept  # names whose output must stay as it is (fetches, preserve)
         self.returns = returns  # a FunctionDef's ret map, rewritten in place
         # name -> (node, input index) of every data input that reads it, and control edges.
@@ -125,15 +56,13 @@ class _Body:
             collections.defaultdict(list)
         self.control_consumers: dict[str, list[str]] = collections.defaultdict(list)
         self.with_control_inputs: set[str] = set()
-        # id(node) -> its name in the input, for the nodes a move renamed: the report
-        # speaks of the input's names, though a later round sees the new ones.
-        self.renamed: dict[int, str] = {}
-        consumers, control = self.consumers, self.control_consumers
-        activations, by_name = self.activations, self.nodes
+        self.activations: list[node_def_pb2.NodeDef] = []  # their op is an activation's
+        consumers, control, by_name = self.consumers, self.control_consumers, self.nodes
+        activations = self.activations
         for node in nodes:
             name = node.name
             by_name[name] = node
-            if node.op in _ACTIVATION_OPS:
+            if node.op in ops.ACTIVATION_OPS:
                 activations.append(node)
             for i, text in enumerate(node.input):
                 if text[0] == "^":
@@ -141,33 +70,20 @@ class _Body:
                     self.with_control_inputs.add(name)
                 else:
                     consumers[text.partition(":")[0]].append((node, i))
-        self.returned = {self.parse(v).node for v in (returns or {}).values()}
-        self.order = {id(node): i for i, node in enumerate(activations)}
+        self.returned = {v.partition(":")[0] for v in (returns or {}).values()}
 
-    def label(self, node: node_def_pb2.NodeDef) -> str:
-        """The node's name in the input graph."""
-        return self.renamed.get(id(node), node.name)
-
-    def label_of_name(self, name: str) -> str:
-        node = self.nodes.get(name)
-        return name if node is None else self.label(node)
-
-    def parse(self, text: str) -> _Ref:
-        if text.startswith("^"):
-            return _Ref(text[1:], 0, True)
-        parts = text.split(":")
-        if self.function:
-            return _Ref(parts[0], ":".join(parts[1:]), False)
-        return _Ref(parts[0], int(parts[1]) if len(parts) > 1 else 0, False)
-
-    def is_first_output(self, ref: _Ref) -> bool:
+    def output_key(self, text: str) -> tuple[str, str | int]:
+        """``(node, output)`` of a data input: output 0 for the node's first output."""
+        name, _, rest = text.partition(":")
         if not self.function:
-            return ref.output == 0
-        node = self.nodes.get(ref.node)
-        return node is not None and ref.output == f"{_first_output_arg(node.op)}:0"
+            return name, int(rest) if rest else 0
+        node = self.nodes.get(name)
+        if node is not None and rest == f"{ops.first_output_arg(node.op)}:0":
+            return name, 0
+        return name, rest
 
     def first_output(self, node: node_def_pb2.NodeDef) -> str:
-        return f"{node.name}:{_first_output_arg(node.op)}:0" if self.function else node.name
+        return f"{node.name}:{ops.first_output_arg(node.op)}:0" if self.function else node.name
 
     def data_consumers(self, name: str) -> list[tuple[node_def_pb2.NodeDef, int]]:
         """(node, input index) of every data input that reads `name`."""
@@ -184,7 +100,7 @@ class _Body:
             self.consumers[new].append((node, index))
 
     def constant(self, text: str) -> Any:
-        node = self.nodes.get(self.parse(text).node)
+        node = self.nodes.get(text.lstrip("^").partition(":")[0])
         if node is None or node.op != "Const":
             return None
         return tensor_util.MakeNdarray(node.attr["value"].tensor)
@@ -207,207 +123,169 @@ class _Body:
 
 
 # ---------------------------------------------------------------------------
-# Finding and deciding sites.
+# The planner's view of a body.
 
 
-@dataclasses.dataclass
-class _Candidate:
-    activation: node_def_pb2.NodeDef
-    function: algebra.Function
-    chain: list[node_def_pb2.NodeDef]  # from the node after f to the landing pool
-    site: Site
+_CONTROLLED = "'{}' has control inputs"
+_UNKNOWN = object()
+_NO_USES: list[Any] = []
 
 
-def _walk(body: _Body, start: node_def_pb2.NodeDef) -> tuple[list[Any], list[Step], str]:
-    """The single-consumer chain of steps after `start`, and why it ended."""
-    nodes, steps = [], []
-    current = start
-    while True:
-        if body.control_consumers.get(current.name):
-            return nodes, steps, f"'{body.label(current)}' is a control input of " + \
-                ", ".join(f"'{body.label_of_name(n)}'"
-                          for n in sorted(body.control_consumers[current.name]))
-        if current.name in body.returned:
-            return nodes, steps, f"'{body.label(current)}' is an output of {body.scope}"
-        if current.name in body.kept:
-            return nodes, steps, f"'{body.label(current)}' is fetched or preserved"
-        consumers = body.data_consumers(current.name)
-        if len(consumers) != 1:
-            names = ", ".join(sorted({f"'{body.label(c)}'" for c, _ in consumers}))
-            return nodes, steps, (f"the output of '{body.label(current)}' has "
-                                  f"{len(consumers)} consumers ({names})" if consumers else "")
-        consumer, position = consumers[0]
-        step = step_of(consumer, body)
-        if step is None or position != 0 or step.kind is StepKind.OTHER:
-            return nodes, steps, ""
-        if consumer.name in body.with_control_inputs:
-            return nodes, steps, f"'{body.label(consumer)}' has control inputs"
-        nodes.append(consumer)
-        steps.append(step)
-        if step.kind is StepKind.AVERAGE_POOL:
-            return nodes, steps, ""
-        current = consumer
+class _View(view.View):
+    """The body as the planner sees it: TF's vocabulary, read from the graph as it is.
 
-
-def _decide(body: _Body, node: node_def_pb2.NodeDef, function: algebra.Function,
-            policy: Policy | None = None) -> _Candidate | None:
-    chain, steps, stop = _walk(body, node)
-    pools = [i for i, s in enumerate(steps) if s.kind in algebra.MAX_STEPS
-             or s.kind is StepKind.AVERAGE_POOL]
-    if not pools and not stop:
-        return None  # feeds no pool: not a candidate
-    beyond = None if pools else _pool_beyond(body, node)
-    if not pools and beyond is None:
-        return None
-    landing, verdict = algebra.landing_index(function, steps)
-    first_pool = steps[pools[0]] if pools else Step(StepKind.MAX_POOL, "?")
-    f_verdict = algebra.commutes_with_max(function, first_pool)
-    if not f_verdict:
-        verdict, landing = f_verdict, 0
-    elif landing == 0 and stop and verdict.reason == "no max pooling on the path":
-        verdict = algebra.Verdict(False, stop)
-    if verdict and node.name in body.with_control_inputs:
-        verdict = algebra.Verdict(False, f"'{body.label(node)}' has control inputs")
-    crossed = chain[:landing] if landing else chain
-    landing_node = crossed[-1] if landing else (chain[pools[0]] if pools else beyond)
-    before = body.elements(node)
-    after = body.elements(landing_node) if landing and before is not None else None
-    if verdict and _dtype(landing_node) != _dtype(node):
-        verdict = algebra.Verdict(False, f"'{body.label(landing_node)}' has another dtype")
-    if verdict:
-        verdict = (algebra.worth_moving(before, after) if before is not None and after is not None
-                   else algebra.worth_moving_any_size(
-                       [_sized_step(step, n) for step, n in zip(steps[:landing], crossed,
-                                                               strict=True)]))
-    if verdict and landing:
-        verdict = _grappler_hazard(body, node, crossed[-1], policy)
-    allowed = verdict.ok  # by the rules; the site then reports where it would land
-    if verdict and policy is not None:
-        verdict = policy.decide(function.family)
-    producer = body.label_of_name(body.parse(node.input[0]).node) if node.input else None
-    site = Site(
-        scope=body.scope,
-        activation=body.label(node),
-        function=function.name,
-        fused=False,
-        producer=producer,
-        between=tuple(body.label(n) for n in crossed[:-1]) if allowed else
-        tuple(body.label(n) for n in chain[:pools[0]]) if pools else (),
-        pool=body.label(landing_node) if landing_node is not None else None,
-        moved=bool(verdict),
-        reason=verdict.reason,
-        elements_before=before,
-        elements_after=after if verdict else before,
-        exact=function.exact,
-        policy=policy.label if policy is not None else "any",
-    )
-    return _Candidate(node, function, crossed if verdict else [], site)
-
-
-# Ops Grappler's arithmetic optimizer swaps with a max after them
-# (IsElementWiseMonotonic in tensorflow/core/grappler/op_types.cc); a non-increasing
-# one turns a Max reduction into a Min, and is not swapped with a pool.
-GRAPPLER_NON_DECREASING_OPS = frozenset({
-    "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Ceil", "Elu", "Erf", "Exp", "Expm1", "Floor",
-    "Log", "Log1p", "Relu", "Relu6", "Rint", "Selu", "Sigmoid", "Sign", "Sinh", "Softsign",
-    "Softplus", "Sqrt", "Tanh"})
-GRAPPLER_NON_INCREASING_OPS = frozenset({"Acos", "Erfc", "Neg", "Rsqrt"})
-
-
-def _grappler_hazard(body: _Body, node: node_def_pb2.NodeDef, pool: node_def_pb2.NodeDef,
-                     policy: Policy | None) -> algebra.Verdict:
-    """Refuses a move that would hand Grappler a swap of its own.
-
-    Grappler's arithmetic optimizer swaps ``max(g(x))`` itself for the ops above,
-    and TF 2.21 gets that swap wrong in some graphs: it reads output 0 of a Split
-    where g read output 1, and it returns an empty tensor for a pool after a
-    Reshape in a tf.cond branch (tests/regressions/test_graph_grappler_arithmetic.py).
-    Where `node` stands between such a ``g`` and ``pool``, the original is safe
-    from it; moving `node` away would expose ``g`` to the pool, unless this pass
-    moves ``g`` too (in a later round).
+    Nodes are the body's NodeDefs and a value is ``(node, output)`` (output 0: the
+    first; a node of None: an input of the body), so nothing is built per node: the
+    planner's questions are answered from the graph and its consumer index, and
+    `move` rewrites the graph at once. Reports use the input's names.
     """
-    ref = body.parse(node.input[0]) if node.input else None
-    g = body.nodes.get(ref.node) if ref is not None else None
-    swapped = GRAPPLER_NON_DECREASING_OPS | (GRAPPLER_NON_INCREASING_OPS
-                                             if pool.op == "Max" else frozenset())
-    if g is None or g.op not in swapped or len(body.data_consumers(g.name)) != 1:
-        return algebra.YES  # Grappler swaps only a g that the pool alone reads
-    function = activation_of(g)
-    if function is not None and g.name not in body.with_control_inputs \
-            and not body.control_consumers.get(g.name) \
-            and algebra.commutes_with_max(function, Step(StepKind.MAX_POOL, pool.name)) \
-            and (policy is None or policy.decide(function.family)):
-        return algebra.YES
-    return algebra.Verdict(False, (
-        f"'{body.label(pool)}' would then read {g.op} '{body.label(g)}', which Grappler's "
-        "arithmetic optimizer swaps with the pool itself, and TF 2.21 gets that swap wrong "
-        "in some graphs (a Split's second output, a Reshape in a tf.cond branch)"))
 
+    def __init__(self, body: _Body) -> None:
+        self.scope = body.scope
+        self.body = body
+        self.renamed: dict[int, str] = {}  # id(node) -> its input name, if a move renamed it
+        self._functions: dict[int, algebra.Function] = {}
+        self._steps: dict[int, Step | None] = {}
+        self._elements: dict[int, int | None] = {}
+        self._activations = []
+        for node in body.activations:
+            function = ops.activation_of(node)
+            if function is not None:
+                self._functions[id(node)] = function
+                self._activations.append(node)
 
-def _sized_step(step: Step, node: node_def_pb2.NodeDef) -> Step:
-    """The step as the size rule for unknown shapes sees it.
+    def activations(self) -> list[node_def_pb2.NodeDef]:
+        return list(self._activations)
 
-    MirrorPad moves data, so any f crosses it, but it enlarges the tensor like a
-    pad: where sizes are unknown, a path through it cannot be shown to remove work.
-    """
-    if node.op == "MirrorPad":
-        return dataclasses.replace(step, kind=StepKind.ZERO_PADDING)
-    return dataclasses.replace(step, shrinks=_shrinks(node))
+    def label(self, node: node_def_pb2.NodeDef) -> str:
+        return self.renamed.get(id(node), node.name)
 
+    def kind(self, node: node_def_pb2.NodeDef) -> str:
+        return node.op
 
-def _dtype(node: node_def_pb2.NodeDef) -> int | None:
-    """The node's T attr; SavedModels strip attrs equal to the op's default."""
-    if "T" in node.attr:
-        return node.attr["T"].type
-    op_def = op_def_registry.get(node.op)
-    for attr in op_def.attr if op_def is not None else ():
-        if attr.name == "T" and attr.HasField("default_value"):
-            return attr.default_value.type
-    return None
+    def function(self, node: node_def_pb2.NodeDef) -> algebra.Function | None:
+        return self._functions.get(id(node))
 
+    def step(self, node: node_def_pb2.NodeDef) -> Step | None:
+        key = id(node)
+        step = self._steps.get(key, _UNKNOWN)
+        if step is _UNKNOWN:
+            step = self._steps[key] = None if key in self._functions else \
+                ops.step_of(node, self.body.constant)
+        return step
 
-def _pool_beyond(body: _Body, start: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef | None:
-    """A pool reachable from `start` through steps, across fan-outs (a max first)."""
-    frontier, seen = [start.name], set()
-    average = None
-    while frontier:
-        name = frontier.pop()
-        for consumer, position in body.data_consumers(name):
-            if consumer.name in seen or position != 0:
-                continue
-            seen.add(consumer.name)
-            step = step_of(consumer, body)
-            if step is None or step.kind is StepKind.OTHER:
-                continue
-            if step.kind in algebra.MAX_STEPS:
-                return consumer
-            if step.kind is StepKind.AVERAGE_POOL:
-                average = average or consumer
-                continue
-            frontier.append(consumer.name)
-    return average
+    def shrinks(self, node: node_def_pb2.NodeDef) -> bool:
+        return ops.shrinks(node)
+
+    def elements(self, node: node_def_pb2.NodeDef) -> int | None:
+        key = id(node)
+        elements = self._elements.get(key, _UNKNOWN)
+        if elements is _UNKNOWN:
+            elements = self._elements[key] = self.body.elements(node)
+        return elements
+
+    def dtype(self, node: node_def_pb2.NodeDef) -> int | None:
+        return ops.dtype(node)
+
+    def cross_veto(self, node: node_def_pb2.NodeDef) -> str:
+        if node.name in self.body.with_control_inputs:
+            return _CONTROLLED.format(self.label(node))
+        return ""
+
+    def producer_label(self, node: node_def_pb2.NodeDef) -> str | None:
+        if not node.input:
+            return None
+        name = node.input[0].partition(":")[0]
+        producer = self.body.nodes.get(name)
+        return name if producer is None else self.label(producer)
+
+    def facts(self, node: node_def_pb2.NodeDef) -> view.Facts:
+        op, name = node.op, node.name
+        veto = _CONTROLLED.format(self.label(node)) \
+            if id(node) in self._functions and name in self.body.with_control_inputs else ""
+        if veto:
+            return view.Facts(veto=veto, runtime_swap=ops.GRAPPLER_SWAPS.get(op, ""),
+                                 runtime_swap_reason=ops.GRAPPLER_HAZARD)
+        return ops.FACTS_OF_OP.get(op, view.NO_FACTS)
+
+    # -- values
+
+    def output(self, node: node_def_pb2.NodeDef) -> tuple[Any, Any]:
+        return (node, 0)
+
+    def outputs(self, node: node_def_pb2.NodeDef) -> list[tuple[Any, Any]]:
+        keys = [0]
+        if not ops.has_one_output(node.op):
+            for consumer, position in self.body.data_consumers(node.name):
+                output = self.body.output_key(consumer.input[position])[1]
+                if output not in keys:
+                    keys.append(output)
+        return [(node, key) for key in keys]
+
+    def source(self, node: node_def_pb2.NodeDef) -> tuple[Any, Any]:
+        text = node.input[0]
+        name, output = self.body.output_key(text)
+        producer = self.body.nodes.get(name)
+        return (producer, output) if producer is not None else (None, text)
+
+    def producer(self, value: tuple[Any, Any]) -> node_def_pb2.NodeDef | None:
+        return value[0]
+
+    def is_first_output(self, value: tuple[Any, Any]) -> bool:
+        return value[0] is not None and value[1] == 0
+
+    def uses(self, value: tuple[Any, Any]) -> list[tuple[node_def_pb2.NodeDef, int]]:
+        node, output = value
+        body = self.body
+        if node is None:  # an input of the body: `output` is how nodes name it
+            name = output.partition(":")[0]
+            return [(c, i) for c, i in body.data_consumers(name) if c.input[i] == output]
+        consumers = body.consumers.get(node.name, _NO_USES)
+        if ops.has_one_output(node.op):
+            return consumers
+        return [(c, i) for c, i in consumers if body.output_key(c.input[i])[1] == output]
+
+    def exits(self, value: tuple[Any, Any]) -> str:
+        node = value[0]
+        if node is None:
+            return ""
+        body, name = self.body, node.name
+        if name in body.control_consumers:
+            names = ", ".join(f"'{self.label(body.nodes[n])}'" if n in body.nodes else f"'{n}'"
+                              for n in sorted(body.control_consumers[name]))
+            return f"'{self.label(node)}' is a control input of {names}"
+        if name in body.returned:
+            return f"'{self.label(node)}' is an output of {body.scope}"
+        if name in body.kept:
+            return f"'{self.label(node)}' is fetched or preserved"
+        return ""
+
+    def move(self, activation: node_def_pb2.NodeDef,
+             crossed: Sequence[node_def_pb2.NodeDef]) -> None:
+        landing = crossed[-1]
+        self.renamed.setdefault(id(activation), activation.name)
+        self.renamed.setdefault(id(landing), landing.name)
+        _rewrite(self.body, activation, crossed)
+        self._elements.pop(id(activation), None)  # it now runs on the pooled tensor
 
 
 # ---------------------------------------------------------------------------
 # Rewriting.
 
 
-def _rewrite(body: _Body, candidate: _Candidate) -> None:
+def _rewrite(body: _Body, f: node_def_pb2.NodeDef, chain: Sequence[node_def_pb2.NodeDef]) -> None:
     """``f -> c1 .. L`` becomes ``c1 .. L -> f``, and the two nodes swap names.
 
     The activation takes the name ``L`` (what consumers, fetches and function
     outputs read); the pool takes ``f``'s name, which nothing else read. Each
     node keeps its own op, attrs and device.
     """
-    f, chain = candidate.activation, candidate.chain
     landing = chain[-1]
     f_name, landing_name = f.name, landing.name
     old_pool_output = body.first_output(landing)
     consumers = list(body.data_consumers(landing_name))
     body.reconnect(chain[0], 0, f.input[0])
 
-    body.renamed.setdefault(id(landing), landing_name)
-    body.renamed.setdefault(id(f), f_name)
     landing.name, f.name = f_name, landing_name
     body.nodes[f_name], body.nodes[landing_name] = landing, f
     body.reconnect(f, 0, body.first_output(landing))
@@ -429,82 +307,21 @@ def _rewrite(body: _Body, candidate: _Candidate) -> None:
 def _retarget(body: _Body, text: str, landing: str, pool_name: str, old_pool_output: str,
               new_activation_output: str) -> str:
     """A reference to the landing pool, after the swap of names."""
-    ref = body.parse(text)
-    if ref.control or ref.node != landing:
+    if text.startswith("^") or text.partition(":")[0] != landing:
         return text
+    rest = text.partition(":")[2]
     if body.function:
         if text == old_pool_output:
             return new_activation_output
-        return f"{pool_name}:{ref.output}"  # another output of the pool (argmax)
-    if ref.output == 0:
+        return f"{pool_name}:{rest}"  # another output of the pool (argmax)
+    if not rest or rest == "0":
         return text
-    return f"{pool_name}:{ref.output}"
+    return f"{pool_name}:{rest}"
 
 
 def _process(body: _Body, policy: Policy | None = None) -> list[Site]:
-    """Moves activations until none can move; one site per activation, in input order.
-
-    A move can make another possible: in ``f1 -> f2 -> pool`` f1 feeds a pool once
-    f2 has moved after it, and in ``f1 -> pool -> f2 -> pool2`` f1 moves on after
-    pool2 once f2 has. So after each round the activations that now reach a
-    landing pool through steps (nothing else changed for the others) are decided
-    again, until a round moves nothing; the result is a fixed point of the pass (a
-    second pass moves nothing). An activation that moved more than once is one
-    site, from its input to its last landing.
-    """
-    sites: dict[int, Site] = {}
-    pending = list(body.activations)
-    for _ in range(len(body.nodes) * len(body.activations) + 1):
-        candidates = [c for node in pending
-                      if (c := _decide(body, node, activation_of(node), policy)) is not None]
-        claimed: set[str] = set()
-        landings, retry = [], []
-        for candidate in candidates:
-            node, site = candidate.activation, candidate.site
-            if site.moved:
-                names = {node.name, *(n.name for n in candidate.chain)}
-                if names & claimed:  # overlapping chains: the first one moves this round
-                    retry.append(node)
-                    continue
-                claimed |= names
-                _rewrite(body, candidate)
-                landings.append(candidate.chain[-1])
-            earlier = sites.get(id(node))
-            if earlier is None or not earlier.moved:
-                sites[id(node)] = site
-            elif site.moved:
-                sites[id(node)] = _moved_on(earlier, site)
-        if not landings:
-            return [sites[key] for key in sorted(sites, key=body.order.__getitem__)]
-        again = {id(node): node for node in retry}
-        for landing in landings:
-            upstream = _activation_before(body, landing)
-            if upstream is not None:
-                again[id(upstream)] = upstream
-        pending = list(again.values())
-    raise ReorderError(f"internal error: moving activations in {body.scope} did not settle")
-
-
-def _moved_on(earlier: Site, later: Site) -> Site:
-    """One site for an activation that moved after `earlier.pool`, then after `later.pool`."""
-    return dataclasses.replace(
-        earlier, between=(*earlier.between, earlier.pool, *later.between), pool=later.pool,
-        elements_after=later.elements_after if earlier.elements_after is not None else None)
-
-
-def _activation_before(body: _Body, node: node_def_pb2.NodeDef) -> node_def_pb2.NodeDef | None:
-    """The activation that reaches `node` through steps (first outputs), if any."""
-    while node.input:
-        ref = body.parse(node.input[0])
-        producer = body.nodes.get(ref.node)
-        if ref.control or producer is None or not body.is_first_output(ref):
-            return None
-        if producer.op in _ACTIVATION_OPS:
-            return producer
-        if step_of(producer, body) is None:
-            return None
-        node = producer
-    return None
+    """Moves what may move in the body (the planner's moves rewrite it); the sites."""
+    return planner.plan(_View(body), policy).sites
 
 
 def _kept_names(preserve: Iterable[str]) -> set[str]:
@@ -561,149 +378,3 @@ def _process_function(function_def: function_pb2.FunctionDef,
     for key, value in returns.items():
         function_def.ret[key] = value
     return sites
-
-
-# ---------------------------------------------------------------------------
-# Concrete functions.
-
-
-def _rename_changed_functions(old: graph_pb2.GraphDef, new: graph_pb2.GraphDef) -> None:
-    """Gives rewritten library functions new names, and updates every reference.
-
-    The original functions stay registered in the process under their names; a
-    different body under the same name would clash with them.
-    """
-    before = {f.signature.name: f.SerializeToString() for f in old.library.function}
-    renames = {}
-    for function_def in new.library.function:
-        name = function_def.signature.name
-        if before.get(name) != function_def.SerializeToString():
-            renames[name] = f"{name}_reordered_{uuid.uuid4().hex[:8]}"
-    if not renames:
-        return
-    changed = True
-    while changed:  # a caller of a renamed function changes too
-        changed = False
-        for function_def in new.library.function:
-            name = function_def.signature.name
-            if name not in renames and any(_refers_to(n, renames) for n in function_def.node_def):
-                renames[name] = f"{name}_reordered_{uuid.uuid4().hex[:8]}"
-                changed = True
-    for function_def in new.library.function:
-        function_def.signature.name = renames.get(function_def.signature.name,
-                                                  function_def.signature.name)
-        for node in function_def.node_def:
-            _rename_in_attrs(node, renames)
-    for node in new.node:
-        _rename_in_attrs(node, renames)
-    for gradient in new.library.gradient:
-        gradient.function_name = renames.get(gradient.function_name, gradient.function_name)
-
-
-def _python_signature(function_type: inspect.Signature,
-                      traced: dict[str, Any]) -> inspect.Signature:
-    """`function_type`'s parameters, with a traced Python value as the default."""
-    def default(name: str) -> Any:
-        value = traced.get(name, inspect.Parameter.empty)
-        return value if value is None or isinstance(value, (bool, int, float, str, bytes)) \
-            else inspect.Parameter.empty
-
-    parameters = list(function_type.parameters.values())
-    try:
-        return inspect.Signature([inspect.Parameter(p.name, p.kind, default=default(p.name))
-                                  for p in parameters])
-    except ValueError:  # a default before a parameter without one: no defaults then
-        return inspect.Signature([inspect.Parameter(p.name, p.kind) for p in parameters])
-
-
-def _func_attrs(node: node_def_pb2.NodeDef) -> Iterable[Any]:
-    for value in node.attr.values():
-        if value.HasField("func"):
-            yield value.func
-        if value.HasField("list"):
-            yield from value.list.func
-
-
-def _refers_to(node: node_def_pb2.NodeDef, renames: dict[str, str]) -> bool:
-    return any(func.name in renames for func in _func_attrs(node))
-
-
-def _rename_in_attrs(node: node_def_pb2.NodeDef, renames: dict[str, str]) -> None:
-    for func in _func_attrs(node):
-        func.name = renames.get(func.name, func.name)
-
-
-def reorder_function(concrete_function: Any, *,
-                     target: str | Policy | None = "any") -> tuple[Any, Report]:
-    """Rewrites a tf.function's ConcreteFunction; captures stay the same objects.
-
-    `target` is as for `reorder_graph_def`.
-
-    Example:
-
-        fn = tf.function(model).get_concrete_function(tf.TensorSpec([1, 224, 224, 3]))
-        fast, report = tf_reorder.reorder_function(fn, target="tf")
-    """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    graph = getattr(concrete_function, "graph", None)
-    if graph is None or not hasattr(concrete_function, "captured_inputs"):
-        raise ReorderError(
-            f"expected a tf.function ConcreteFunction, got {type(concrete_function).__name__}")
-    policy = load_policy(target)
-    graph_def = graph.as_graph_def(add_shapes=True)
-    fetches = [t.name for t in concrete_function.outputs]
-    new_graph_def, report = reorder_graph_def(graph_def, preserve=fetches, target=policy)
-    _rename_changed_functions(graph_def, new_graph_def)
-
-    captures = list(concrete_function.captured_inputs)
-    variables = tuple(concrete_function.variables)
-    inputs = [t.name for t in graph.inputs]
-    argument_names, capture_names = inputs[:len(inputs) - len(captures)], \
-        inputs[len(inputs) - len(captures):]
-    positional, keywords = concrete_function.structured_input_signature
-    # The same parameters (names and kinds), so the result is called as the input is. A
-    # Python value the function was traced with (a None, a number) is the only value it
-    # accepts there; like the input, the result takes it as the default.
-    names = list(concrete_function.function_type.parameters)
-    traced = {**dict(zip(names, positional)), **keywords}
-    python_signature = _python_signature(concrete_function.function_type, traced)
-    positional_names = names[:len(positional)]
-
-    def reordered(*args: Any, **kwargs: Any) -> Any:
-        bound = python_signature.bind(*args, **kwargs)
-        structured = (tuple(bound.arguments[n] for n in positional_names),
-                      {k: bound.arguments[k] for k in keywords})
-        # In the order of the graph's inputs; Python values (None, numbers) are not inputs.
-        flat = [v for v in tf.nest.flatten(structured, expand_composites=True)
-                if tf.is_tensor(v) or isinstance(v, tf.Variable)]
-        input_map = dict(zip(argument_names, flat, strict=True))
-        func_graph = tf.compat.v1.get_default_graph()
-        # The same captured values (variable handles), not copies; and the same variables
-        # for `.variables`, `.trainable_variables` and gradient tapes, which read them.
-        input_map.update(zip(capture_names, [func_graph.capture(c) for c in captures],
-                             strict=True))
-        for variable in variables:
-            func_graph.watch_variable(variable)
-        outputs = tf.graph_util.import_graph_def(
-            new_graph_def, input_map=input_map, return_elements=fetches, name="reordered")
-        # A None the function returns has no output tensor: it stays None.
-        remaining = iter(outputs)
-        flat = [None if item is None else next(remaining) for item in
-                tf.nest.flatten(concrete_function.structured_outputs, expand_composites=True)]
-        return tf.nest.pack_sequence_as(concrete_function.structured_outputs, flat,
-                                        expand_composites=True)
-
-    reordered.__signature__ = python_signature  # what tf.function reads the parameters from
-
-    # Functions that reach a graph through import_graph_def are not registered with
-    # the eager runtime on their own; the call would not find them.
-    from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
-
-    runtime = context.context()
-    for function_def in new_graph_def.library.function:
-        if not runtime.has_function(function_def.signature.name):
-            runtime.add_function_def(function_def)
-
-    function = tf.function(reordered, autograph=False)
-    return function.get_concrete_function(*positional, **keywords), report

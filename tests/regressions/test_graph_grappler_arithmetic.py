@@ -25,7 +25,7 @@ turning off only the arithmetic optimizer makes them right:
    atan left Grappler ``max_pool(reshape(relu6))``, and the call returned an
    empty tensor (soak seed 29672). The pass now keeps an activation whose move
    would let Grappler swap an op it does not move itself, with the reason
-   (`graph_pass._grappler_hazard`).
+   (`planner._runtime_swap`, with the hazard as graph facts).
 
 None is a bug of tf_reorder's rewrite, whose graphs compute the right values.
 But a rewrite could expose the first one, and did twice (4. above, and): tf_reorder used to move only
@@ -33,7 +33,7 @@ the activation next to the pool in one pass (``f1 -> f2 -> pool`` became
 ``f1 -> pool -> f2``; f1 moved in a second pass), so when f1 read a Split's
 second output, the result handed Grappler exactly the pattern it breaks, where
 the original (LeakyRelu before the pool, which Grappler does not swap) ran
-right. The pass now moves such chains whole (`graph_pass._process`).
+right. The pass now moves such chains whole (`planner.plan`).
 
 The fuzz checks accept a rewritten function whose call disagrees only where
 the original's call disagrees too, and then call it with the arithmetic

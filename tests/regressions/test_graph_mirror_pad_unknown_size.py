@@ -6,9 +6,9 @@ pads and some pool on it is strided. MirrorPad counted as pure data movement, so
 ``relu -> mirror_pad(2 each side) -> max_pool(1x1, stride 2)`` on an input of
 unknown height and width was moved, and on a 3x3 input relu then ran on 16
 pooled elements instead of 9. The same graph with static shapes was refused
-("the pooled tensor is not smaller (16 >= 9 elements)"). Fixed in
-`graph_pass._sized_step`: MirrorPad enlarges like a pad for the size rule (any f
-still crosses it where the sizes show the move pays).
+("the pooled tensor is not smaller (16 >= 9 elements)"). Fixed: the graph front end
+marks MirrorPad as a step that `grows`, and the planner's size rule (`planner._sized`)
+counts it as a pad (any f still crosses it where the sizes show the move pays).
 """
 
 import dataclasses
@@ -20,7 +20,8 @@ import tensorflow as tf
 import tf_reorder
 from fuzz_graph_checks import FuzzFailure, check_graph
 from fuzz_graphs import graph_case
-from tf_reorder import graph_pass
+from tf_reorder import planner
+from tf_reorder.algebra import StepKind
 
 
 def mirror_then_pool(x):
@@ -57,7 +58,11 @@ def test_the_fuzz_checks_catch_the_old_rule(monkeypatch):
                       specs=[tf.TensorSpec([1, None, None, 1], tf.float32, name="x0")],
                       description="relu -> mirror_pad(2) -> max_pool(1, 2), 3x3 input")
     check_graph(case)
-    monkeypatch.setattr(graph_pass, "_sized_step", lambda step, node: dataclasses.replace(
-        step, shrinks=graph_pass._shrinks(node)))  # the rule before the fix
+    def old_rule(view, node):  # MirrorPad as plain data movement
+        step = view.step(node)
+        return dataclasses.replace(step, shrinks=step.kind is StepKind.MAX_POOL
+                                   and view.shrinks(node))
+
+    monkeypatch.setattr(planner, "_sized", old_rule)
     with pytest.raises(FuzzFailure, match=r"adds work: \(1, 3, 3, 1\) -> \(1, 4, 4, 1\)"):
         check_graph(case)

@@ -5,7 +5,7 @@ tf.function may return None inside its structure (``return pool, None``); such
 an entry has no output tensor, and `reorder_function` packed its flat outputs
 into the structure as if every entry had one, so it crashed with TensorFlow's
 "Could not pack sequence. Structure had 2 atoms, but flat_sequence had 1 items"
-instead of rewriting. Fixed in `graph_pass.reorder_function`: a None stays None.
+instead of rewriting. Fixed in `concrete_functions.reorder_function`: a None stays None.
 """
 
 import numpy as np

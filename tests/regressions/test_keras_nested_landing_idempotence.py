@@ -14,11 +14,10 @@ became the nested model's output (with the ReLU moved out in the first case), an
 second `reorder` moved it out after the outer pool: `reorder` was not idempotent. Both
 results computed the original outputs; the first just left work undone.
 
-Fixed: the analysis decides a nested model's activations before the outer graph, and
-their walks stop at the nested model's output, so `reorder` now runs further rounds on
-the model it built whenever something moved inside a nested model, until a round moves
-nothing (`keras_pass._fixed_point`), and reports an activation moved in several rounds
-as one site.
+Fixed: nested models are planned first, bottom up; an activation that ends up as a
+nested model's output (moved there or not) is then also a node of the enclosing body,
+where the planner may move it on to the pool outside (`keras_pass`), so one call
+reaches the fixed point. An activation moved in several bodies is reported as one site.
 """
 
 import json

@@ -7,7 +7,7 @@ the same at every position of a pool window asks whether the layers between keep
 axes where they are, and it did not know the LeakyReLU (an elementwise activation that
 moves away too) does. The result's PReLU then fed the pool directly, and a second
 `reorder` moved it: `reorder` was not idempotent. Fixed in
-`keras_pass._prelu_function`: activations that move count as keeping the axes.
+`planner._refined`: activations that move count as keeping the axes.
 """
 
 import json
