@@ -371,17 +371,20 @@ def check_model(model: Any, description: Any, tmp_dir: str | None = None) -> str
     fingerprint = model_fingerprint(model)
     expected = predict(model, inputs)
 
-    new, report = tf_reorder.reorder(model, return_report=True, target=target)
+    inference = description.inference
+    new, report = tf_reorder.reorder(model, return_report=True, target=target,
+                                     inference=inference)
 
     if model_fingerprint(model) != fingerprint:
         _fail("the input model's config or weights changed")
     if compare(expected, predict(model, inputs), BITWISE):
         _fail("the input model computes something else after reorder()")
-    if tf_reorder.plan(model, target=target) != report:
+    if tf_reorder.plan(model, target=target, inference=inference) != report:
         _fail("plan() and reorder() disagree", str(report))
     bound, outputs = check_pair(model, new, report, inputs, expected)
 
-    twice, second = tf_reorder.reorder(new, return_report=True, target=target)
+    twice, second = tf_reorder.reorder(new, return_report=True, target=target,
+                                       inference=inference)
     if second.moved:
         _fail(f"not idempotent: the second pass moved {len(second.moved)} more", str(second))
     if config_json(twice) != config_json(new):

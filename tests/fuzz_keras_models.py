@@ -22,11 +22,14 @@ with random parameters; `OP_STEPS`: reshape, transpose, expand_dims/squeeze, sli
 max/amax/mean over axes, max_pool/average_pool); max, average, global
 and adaptive pools (channels_last, and channels_first between two Permutes);
 ZeroPadding, Cropping, Reshape, Flatten, Permute and Identity between them;
-BatchNormalization, Dropout, UpSampling as other layers; activations with a second
+BatchNormalization, UpSampling and the layers that are the identity at inference
+(Dropout, SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout,
+ActivityRegularization) as other layers; activations with a second
 consumer or returned as outputs; layers shared by two calls; one to three inputs and
 one to four outputs (single, list or dict); float32 or a ``mixed_float16`` dtype
 policy (passed per layer: no global state is touched), sometimes with a float32
-layer inside; and a runtime `target` for the pass.
+layer inside; a runtime `target` and, for 40% of the seeds, ``inference=True`` for the
+pass.
 
 Example (also from a script: this module imports nothing from pytest):
 
@@ -214,6 +217,7 @@ class Spec:
     mixed: bool  # layers use the mixed_float16 dtype policy
     target: str  # the runtime target to reorder for
     features: set[str] = dataclasses.field(default_factory=set)
+    inference: bool = False  # reorder for inference only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +229,7 @@ class Description:
     features: frozenset[str]
     mixed: bool
     target: str
+    inference: bool = False
 
     def __str__(self) -> str:
         return self.text
@@ -618,15 +623,28 @@ class _Drawer:
     def other(self, g: Graph, t: int) -> int:
         shape = g.shapes[t]
         rank = len(shape) - 1
-        options = [(2, "BatchNormalization"), (1, "Dropout")]
+        options = [(2, "BatchNormalization"), (2, "inference identity")]
         if rank >= 1 and math.prod(shape) * 2 ** rank <= MAX_ELEMENTS:
             options.append((1, "UpSampling"))
         kind = self.pick(options)
         if kind == "UpSampling":
             return self.layer(g, t, f"UpSampling{rank}D", size=2)
-        if kind == "Dropout":
-            return self.layer(g, t, "Dropout", rate=0.3)
+        if kind == "inference identity":
+            return self.inference_identity(g, t, rank)
         return self.layer(g, t, "BatchNormalization")
+
+    def inference_identity(self, g: Graph, t: int, rank: int) -> int:
+        """A layer that is the identity at inference (dropout, noise)."""
+        kinds = ["Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                 "ActivityRegularization"]
+        if 1 <= rank <= 3:
+            kinds.append(f"SpatialDropout{rank}D")
+        cls = self.rng.choice(kinds)
+        if cls == "GaussianNoise":
+            return self.layer(g, t, cls, stddev=0.1)
+        if cls == "ActivityRegularization":
+            return self.layer(g, t, cls, l1=0.01)
+        return self.layer(g, t, cls, rate=0.3)
 
     def act(self, g: Graph, t: int) -> int:
         """An activation: fused into a producer, a standalone layer, or an ops node."""
@@ -847,7 +865,9 @@ class _Drawer:
             root.outputs_as = rng.choice(["single", "list"])
         self.features.add(f"inputs_as:{root.inputs_as}")
         self.features.add(f"outputs_as:{root.outputs_as}")
-        return Spec(self.seed, root, self.mixed, target, self.features)
+        inference = rng.random() < 0.4
+        self.features.add(f"inference:{inference}")
+        return Spec(self.seed, root, self.mixed, target, self.features, inference)
 
 
 def _output_shape(spec: Layer, in_shapes: list[tuple[int, ...]],
@@ -972,7 +992,7 @@ def _set_weights(spec: Layer, layer: Any, rng: np.random.Generator) -> None:
 def describe(spec: Spec) -> str:
     """The spec as Keras-like code, one layer call per line."""
     head = (f"# seed {spec.seed}: {'mixed_float16' if spec.mixed else 'float32'}, "
-            f"target={spec.target!r}")
+            f"target={spec.target!r}, inference={spec.inference}")
     return "\n".join([head, *_describe_graph(spec.root, "")])
 
 
@@ -1008,7 +1028,7 @@ def _describe_graph(g: Graph, indent: str) -> list[str]:
 def model_of(spec: Spec) -> tuple[Any, Description]:
     """`build(spec)` and its `Description`."""
     return build(spec), Description(spec.seed, describe(spec), frozenset(spec.features),
-                                    spec.mixed, spec.target)
+                                    spec.mixed, spec.target, spec.inference)
 
 
 def random_model(seed: int) -> tuple[Any, Description]:
@@ -1020,6 +1040,7 @@ def random_model(seed: int) -> tuple[Any, Description]:
     Example:
 
         model, description = random_model(5)
-        tf_reorder.reorder(model, target=description.target)
+        tf_reorder.reorder(model, target=description.target,
+                           inference=description.inference)
     """
     return model_of(random_spec(seed))

@@ -20,8 +20,10 @@ def model_fingerprint(model: Any) -> tuple[str, list[bytes]]:
 
 def check_rewrite(model: Any, *, moved: int, exact: bool = True, inputs: Any = None,
                   batch: int = 3, seed: int = 0,
-                  target: Any = "any") -> tuple[Any, tf_reorder.Report]:
-    """Reorders `model` (for `target`) and checks everything a rewrite promises.
+                  target: Any = "any",
+                  inference: bool = False) -> tuple[Any, tf_reorder.Report]:
+    """Reorders `model` (for `target`, `inference`) and checks everything a rewrite
+    promises (outputs compared at inference).
 
     - exactly `moved` sites were moved;
     - outputs equal: bitwise if `exact`, else within rtol 1e-6;
@@ -31,7 +33,8 @@ def check_rewrite(model: Any, *, moved: int, exact: bool = True, inputs: Any = N
     - every weight of the input model is present, bitwise, in the result.
     """
     before = model_fingerprint(model)
-    new, report = tf_reorder.reorder(model, return_report=True, target=target)
+    new, report = tf_reorder.reorder(model, return_report=True, target=target,
+                                     inference=inference)
     assert len(report.moved) == moved, str(report)
     assert model_fingerprint(model) == before, "the input model was changed"
 

@@ -693,6 +693,22 @@ def test_average_pool_is_refused():
     assert n == 0 and "'avg'" in verdict.reason
 
 
+def test_an_inference_identity_is_crossed_only_for_inference():
+    dropout = Step(StepKind.DATA_MOVEMENT, "dropout", inference_only=True)
+    reason = refused(algebra.may_cross(SIGMOID, dropout), "'dropout'", "inference=True")
+    assert reason == ("'dropout' is the identity only at inference: inference=True would "
+                      "let sigmoid cross it")
+    assert algebra.may_cross(SIGMOID, dropout, inference=True) == algebra.YES
+    assert algebra.check_path(SIGMOID, [dropout, POOL]) == algebra.Verdict(False, reason)
+    assert algebra.check_path(SIGMOID, [dropout, POOL], inference=True) == algebra.YES
+    assert algebra.landing_index(SIGMOID, [dropout, POOL]) == (0, algebra.Verdict(False, reason))
+    assert algebra.landing_index(SIGMOID, [POOL, dropout, POOL]) == (1, algebra.YES)
+    assert algebra.landing_index(SIGMOID, [POOL, dropout, POOL], inference=True) == \
+        (3, algebra.YES)
+    # Inference changes nothing else: a non-elementwise f still may not cross.
+    refused(algebra.may_cross(KERAS["softmax"], dropout, inference=True), "elementwise")
+
+
 def test_other_step_is_refused():
     refused(algebra.may_cross(RELU, DENSE), "'dense'")
     refused(algebra.check_path(RELU, [DENSE, POOL]), "'dense'")

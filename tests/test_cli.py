@@ -106,6 +106,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     save("relu_sigmoid", relu_sigmoid_model())
     save("relu", relu_model())
+    save("dropout", keras.Sequential([keras.Input((8, 8, 3)),
+                                      layers.Conv2D(2, 3, activation="sigmoid"),
+                                      layers.Dropout(0.5, name="drop"),
+                                      layers.MaxPooling2D(), layers.Flatten()],
+                                     name="with_dropout"))
 
     class Doubler(layers.Layer):  # a local class: Keras cannot find it when loading
         def call(self, x):
@@ -169,7 +174,31 @@ def test_inspect_json(capsys, models):
     assert report["elements_saved"] == 14 * 14 * 4 - 7 * 7 * 4 + 5 * 5 * 6 - 6
 
 
+def test_inspect_says_what_inference_would_move(capsys, models):
+    result = run_cli(capsys, "inspect", models["dropout"])
+    assert result.code == 0, result
+    assert "0 of 1 candidate sites moved" in result.out
+    assert "inference=True would let sigmoid cross it" in result.out
+    result = run_cli(capsys, "inspect", models["dropout"], "--inference")
+    assert result.code == 0, result
+    assert "1 of 1 candidate sites moved" in result.out
+    assert "note: inference only: 'drop' is the identity at inference" in result.out
+
+
 # -- convert -------------------------------------------------------------------
+
+
+def test_convert_for_inference(capsys, models, tmp_path):
+    target = tmp_path / "out.keras"
+    result = run_cli(capsys, "convert", models["dropout"], target, "--inference", "--json")
+    assert result.code == 0, result
+    assert json.loads(result.out)["moved"] == 1
+    original = keras.saving.load_model(models["dropout"], compile=False)
+    converted = keras.saving.load_model(target, compile=False)
+    assert [type(layer).__name__ for layer in converted.layers][-2:] == ["Activation",
+                                                                        "Flatten"]
+    comparison = verify.compare_models(original, converted, batch=3)
+    assert comparison.close, comparison
 
 
 @pytest.mark.parametrize("name, bitwise", [("relu", True), ("relu_sigmoid", False)])
@@ -425,6 +454,7 @@ def test_inputs_were_never_modified(models, originals):
     (("demo", "--batch=0"), "--batch"),
     (("inspect", "a.keras", "--overwrite"), "--overwrite does not apply to inspect"),
     (("demo", "--json"), "--json does not apply to demo"),
+    (("demo", "--inference"), "--inference does not apply to demo"),
 ])
 def test_usage_errors_exit_2(capsys, args, fragment):
     result = run_cli(capsys, *args)

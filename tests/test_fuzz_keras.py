@@ -78,10 +78,13 @@ def test_the_seeds_cover_every_activation_layer_and_structure():
     wanted |= {f"layer:{cls}" for cls in (
         "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
         "Cropping3D", "Reshape", "Flatten", "Permute", "Identity", "Add", "Concatenate",
-        "BatchNormalization", "Dropout")}
+        "BatchNormalization", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+        "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+        "ActivityRegularization")}
     wanted |= {f"op:{name}" for name in fuzz_keras_models.OP_ACTIVATIONS
                + fuzz_keras_models.OP_STEPS}
     wanted |= {f"target:{t}" for t in ["any", *fuzz_keras_models.TARGETS]}
+    wanted |= {"inference:True", "inference:False"}
     wanted |= {"sequential", "functional", "nested_sequential", "nested_functional",
                "nested_twice", "nested_two_deep", "nested_boundary", "shared_layer",
                "second_consumer", "activation_output", "multi_input", "multi_output",

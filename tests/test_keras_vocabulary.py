@@ -47,7 +47,7 @@ def test_activations_relu_with_parameters_then_a_pool_moves(tmp_path):
 
 @pytest.mark.parametrize("between, kind", [
     (lambda: layers.BatchNormalization(name="bn"), "BatchNormalization 'bn'"),
-    (lambda: layers.Dropout(0.2, name="drop"), "Dropout 'drop'"),
+    (lambda: layers.Rescaling(2.0, name="scale"), "Rescaling 'scale'"),
 ])
 def test_an_elementwise_layer_in_the_way_is_a_near_miss(between, kind):
     model = _model(lambda i: layers.MaxPooling2D(name="pool")(between()(
@@ -214,3 +214,87 @@ def test_reorder_result_plans_nothing_more():
     model = _model(lambda i: ops.max(ops.tanh(ops.relu(_conv(i))), axis=(1, 2)))
     new = tf_reorder.reorder(model)
     assert not tf_reorder.plan(new).moved
+
+
+# -- inference identities ------------------------------------------------------------------
+
+IDENTITIES = [
+    ("Dropout", lambda: layers.Dropout(0.3, name="ident")),
+    ("SpatialDropout2D", lambda: layers.SpatialDropout2D(0.3, name="ident")),
+    ("GaussianNoise", lambda: layers.GaussianNoise(0.5, name="ident")),
+    ("GaussianDropout", lambda: layers.GaussianDropout(0.3, name="ident")),
+    ("AlphaDropout", lambda: layers.AlphaDropout(0.3, name="ident")),
+    ("ActivityRegularization", lambda: layers.ActivityRegularization(0.01, name="ident")),
+]
+
+
+def _through(identity, activation="relu", **call):
+    return _model(lambda i: layers.MaxPooling2D(name="pool")(identity()(
+        layers.Conv2D(4, 3, activation=activation, name="conv")(i), **call)))
+
+
+@pytest.mark.parametrize("name, identity", IDENTITIES, ids=[n for n, _ in IDENTITIES])
+def test_an_inference_identity_is_crossed_for_inference(name, identity, tmp_path):
+    model = _through(identity)
+    new, report = check_rewrite(model, moved=1, inference=True)
+    (site,) = report.sites
+    assert site.between == ("ident",) and site.pool == "pool"
+    assert (site.elements_before, site.elements_after) == (256, 64)
+    assert site.notes == ("inference only: 'ident' is the identity at inference, "
+                          "not in training",)
+    assert [type(layer).__name__ for layer in new.layers][1:] == [
+        "Conv2D", name, "MaxPooling2D", "Activation"]
+    _same_after_a_round_trip(new, tmp_path)
+
+
+@pytest.mark.parametrize("name, identity", IDENTITIES, ids=[n for n, _ in IDENTITIES])
+def test_an_inference_identity_is_a_near_miss_by_default(name, identity):
+    model = _through(identity)
+    _, report = check_rewrite(model, moved=0)
+    (site,) = report.sites
+    assert site.reason == ("'ident' is the identity only at inference: inference=True "
+                           "would let relu cross it")
+    assert site.between == ("ident",) and site.pool == "pool" and site.notes == ()
+
+
+def test_a_transcendental_activation_crosses_a_dropout_in_a_sequential(tmp_path):
+    model = keras.Sequential([keras.Input((10, 10, 3)), layers.Conv2D(4, 3, activation="tanh"),
+                              layers.Dropout(0.5), layers.MaxPooling2D(), layers.Flatten()])
+    new, report = check_rewrite(model, moved=1, exact=False, inference=True)
+    assert isinstance(new, keras.Sequential) and report.sites[0].function == "tanh"
+    _same_after_a_round_trip(new, tmp_path)
+
+
+def test_a_dropout_called_with_training_true_is_never_crossed():
+    model = _through(lambda: layers.Dropout(0.3, name="ident"), training=True)
+    report = tf_reorder.plan(model, inference=True)
+    (site,) = report.sites
+    assert not site.moved and site.reason.startswith("Dropout 'ident' between relu")
+
+
+def test_a_dropout_called_with_training_false_is_crossed_for_inference(tmp_path):
+    model = _through(lambda: layers.Dropout(0.3, name="ident"), training=False)
+    check_rewrite(model, moved=1, inference=True)
+
+
+def test_a_chain_crosses_an_identity_between_two_pools(tmp_path):
+    def net(i):
+        x = layers.MaxPooling2D(name="pool1")(layers.Conv2D(4, 3, activation="elu",
+                                                           name="conv")(i))
+        return layers.GlobalMaxPooling2D(name="pool2")(layers.GaussianNoise(0.1)(x))
+    model = _model(net, shape=(18, 18, 3))
+    _, default = check_rewrite(model, moved=1, exact=False)
+    assert default.sites[0].pool == "pool1" and default.sites[0].notes == ()
+    new, report = check_rewrite(model, moved=1, exact=False, inference=True)
+    assert report.sites[0].pool == "pool2" and report.sites[0].elements_after == 4
+    assert "inference only" in report.sites[0].notes[0]
+    _same_after_a_round_trip(new, tmp_path)
+
+
+@pytest.mark.parametrize("bad", [1, "yes", None])
+def test_inference_must_be_a_bool(bad):
+    model = _through(IDENTITIES[0][1])
+    with pytest.raises(tf_reorder.ReorderError, match="inference"):
+        tf_reorder.reorder(model, inference=bad)
+    with pytest.raises(tf_reorder.ReorderError, match="inference"):
+        tf_reorder.plan(model, inference=bad)

@@ -110,6 +110,21 @@ def test_refusals_say_why():
         assert not site.moved and fragment in site.reason, (specs, site.reason)
 
 
+def test_an_inference_identity_is_crossed_for_inference_only():
+    dropout = Step(StepKind.DATA_MOVEMENT, "drop", inference_only=True)
+    specs = [("conv", None), ("relu", RELU), ("drop", dropout), ("pool", POOL)]
+    view, _ = _chain(*specs)
+    (site,) = planner.plan(view).sites
+    assert not site.moved and "inference=True would let relu cross it" in site.reason
+    assert site.between == ("drop",) and _labels(view) == ["conv", "relu", "drop", "pool"]
+    view, _ = _chain(*specs)
+    (site,) = planner.plan(view, inference=True).sites
+    assert site.moved and site.between == ("drop",) and site.elements_after == 16
+    assert site.notes == ("inference only: 'drop' is the identity at inference, not in "
+                          "training",)
+    assert _labels(view) == ["conv", "drop", "pool", "relu"]
+
+
 def test_a_second_consumer_or_an_exit_keeps_the_activation():
     view, (relu, pool) = _chain(("relu", RELU), ("pool", POOL))
     view.add(Node("other", "Op", [relu.outputs[0]]))

@@ -42,7 +42,7 @@ __version__ = "0.1.0"
 
 
 def reorder(model: Any, *, return_report: bool = False,
-            target: str | Policy | None = "any") -> Any:
+            target: str | Policy | None = "any", inference: bool = False) -> Any:
     """A new Keras model with every valid activation moved after its max pool.
 
     The input model is not changed. The result computes the same function
@@ -63,6 +63,12 @@ def reorder(model: Any, *, return_report: bool = False,
         measured faster on every runtime in it; a `Policy` (from `load_policy`,
         e.g. with your own file) is used as it is. A site the policy refuses
         is kept as it is, with the measurement as its reason.
+      inference: the result is for inference only: an activation may also cross
+        the layers that are the identity at inference (Dropout, SpatialDropout*,
+        GaussianNoise, GaussianDropout, AlphaDropout, ActivityRegularization, unless
+        called with ``training=True``). Each such site's notes say "inference only".
+        Training the result is then not training the original. The default gives a
+        model equal to the original in training and inference alike.
 
     Returns:
       The new model, or ``(model, report)`` if ``return_report``.
@@ -70,7 +76,7 @@ def reorder(model: Any, *, return_report: bool = False,
     Raises:
       ReorderError: ``model`` is not a model that can be walked (not a Keras
         model, subclassed, unbuilt), ``target`` is unknown or its policy
-        file cannot be read, or ``return_report`` is not a bool.
+        file cannot be read, or ``return_report`` or ``inference`` is not a bool.
 
     Example:
 
@@ -80,11 +86,13 @@ def reorder(model: Any, *, return_report: bool = False,
         fast, report = tf_reorder.reorder(model, return_report=True)
         print(report.elements_saved)  # 5400: relu on 30*30*8 -> 15*15*8
         lite = tf_reorder.reorder(model, target="tflite")
+        served = tf_reorder.reorder(model, inference=True)  # crosses Dropout too
     """
     from tf_reorder import keras_rebuild
 
     require_bool("return_report", return_report)
-    new, report = keras_rebuild.reorder(model, target)
+    require_bool("inference", inference)
+    new, report = keras_rebuild.reorder(model, target, inference=inference)
     return (new, report) if return_report else new
 
 
@@ -221,14 +229,11 @@ def convert_saved_model(src: Any, dst: Any, *, overwrite: bool = False,
     return saved_model.convert_saved_model(src, dst, overwrite=overwrite, target=target)
 
 
-def plan(model: Any, *, target: str | Policy | None = "any") -> Report:
+def plan(model: Any, *, target: str | Policy | None = "any",
+         inference: bool = False) -> Report:
     """The decisions `reorder` would take, without building anything.
 
-    Where something moves inside a nested model, `reorder` decides further rounds
-    on the model it built (an activation may then leave the nested model); `plan`
-    builds that model too, and returns it to no one.
-
-    ``target`` is as for `reorder`.
+    ``target`` and ``inference`` are as for `reorder`.
 
     Example:
 
@@ -236,4 +241,5 @@ def plan(model: Any, *, target: str | Policy | None = "any") -> Report:
     """
     from tf_reorder import keras_pass
 
-    return keras_pass.plan(model, target)
+    require_bool("inference", inference)
+    return keras_pass.plan(model, target, inference=inference)

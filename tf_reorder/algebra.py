@@ -103,6 +103,9 @@ class Step:
     shrinks: bool = False
     # For a max or average step: it reduces whole axes (reduce_max), not windows.
     reduction: bool = False
+    # For a DATA_MOVEMENT step: it is the identity at inference only (a dropout, a
+    # noise layer), so only a pass for inference may cross it.
+    inference_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +159,12 @@ def commutes_with_max(f: Function, step: Step) -> Verdict:
     return YES
 
 
-def may_cross(f: Function, step: Step) -> Verdict:
-    """Whether ``f`` may move from before ``step`` to after it."""
+def may_cross(f: Function, step: Step, *, inference: bool = False) -> Verdict:
+    """Whether ``f`` may move from before ``step`` to after it.
+
+    With ``inference``, the result needs to hold at inference only, so ``f`` may also
+    cross the steps that are the identity there (``Step.inference_only``).
+    """
     if step.kind in MAX_STEPS:
         return commutes_with_max(f, step)
     if step.kind is StepKind.AVERAGE_POOL:
@@ -167,6 +174,9 @@ def may_cross(f: Function, step: Step) -> Verdict:
     if not f.elementwise:
         return Verdict(False, f"{f.name} is not elementwise")
     if step.kind is StepKind.DATA_MOVEMENT:
+        if step.inference_only and not inference:
+            return Verdict(False, f"'{step.name}' is the identity only at inference: "
+                           f"inference=True would let {f.name} cross it")
         return YES
     if step.kind is StepKind.ZERO_PADDING:
         if step.pad_value == 0.0 and f.zero_at_zero:
@@ -179,7 +189,7 @@ def may_cross(f: Function, step: Step) -> Verdict:
     return Verdict(False, f"'{step.name}' is not a data movement, padding or max")
 
 
-def check_path(f: Function, steps: Sequence[Step]) -> Verdict:
+def check_path(f: Function, steps: Sequence[Step], *, inference: bool = False) -> Verdict:
     """Whether ``f`` may cross every step in order and ends after a max.
 
     The path must reach at least one max step; steps after the last max are
@@ -188,13 +198,14 @@ def check_path(f: Function, steps: Sequence[Step]) -> Verdict:
     if not any(s.kind in MAX_STEPS for s in steps):
         return Verdict(False, NO_MAX)
     for step in steps:
-        verdict = may_cross(f, step)
+        verdict = may_cross(f, step, inference=inference)
         if not verdict:
             return verdict
     return YES
 
 
-def landing_index(f: Function, steps: Sequence[Step]) -> tuple[int, Verdict]:
+def landing_index(f: Function, steps: Sequence[Step], *,
+                  inference: bool = False) -> tuple[int, Verdict]:
     """How far along ``steps`` f may move: the index after the last max it reaches.
 
     Returns ``(n, verdict)``: ``f`` may land after ``steps[n - 1]`` (``n == 0``:
@@ -203,7 +214,7 @@ def landing_index(f: Function, steps: Sequence[Step]) -> tuple[int, Verdict]:
     landing = 0
     first_refusal = YES
     for i, step in enumerate(steps):
-        verdict = may_cross(f, step)
+        verdict = may_cross(f, step, inference=inference)
         if not verdict:
             first_refusal = verdict
             break

@@ -4,12 +4,13 @@ For a monotone non-decreasing activation f, maxpool(f(x)) == f(maxpool(x)), so f
 can run after the pool, on fewer elements, with the same outputs.
 
 Usage:
-  tf-reorder inspect MODEL.keras|SAVED_MODEL_DIR [--json] [--target=RUNTIME]
+  tf-reorder inspect MODEL.keras|SAVED_MODEL_DIR [--json] [--target=RUNTIME] [--inference]
       Print the plan: every candidate site (an activation that feeds a max
       pool), whether it would move and why, and the activation evaluations
       per sample before and after. Nothing is written.
 
   tf-reorder convert IN.keras OUT.keras [--overwrite] [--json] [--target=RUNTIME]
+                     [--inference]
   tf-reorder convert SAVED_MODEL_DIR OUT_DIR [--overwrite] [--json] [--target=RUNTIME]
       Rewrite IN and save the result to OUT (a plain Keras model made of
       stock layers, with the original weights). IN is never modified. OUT is
@@ -36,6 +37,13 @@ Usage:
   the report names the policy and gives the measurement for every site it kept.
   RUNTIME is keras, tf, xla, tflite, onnx or jax (those in the policy), all
   (faster on every one), or any (the default: no policy, move wherever valid).
+
+  --inference (inspect, convert of a .keras model): the result is for inference
+  only, so an activation may also cross the layers that are the identity there
+  (Dropout, SpatialDropout, GaussianNoise, GaussianDropout, AlphaDropout,
+  ActivityRegularization); each such site says "inference only". Without it the
+  result equals the model in training too. A SavedModel's graphs are inference
+  graphs already: the flag changes nothing for them.
 
 Output: the report and what was written on stdout; nothing else on stderr but
 the one error line (TensorFlow's and Keras' own logs and warnings are hidden;
@@ -109,12 +117,15 @@ _TARGET = flags.DEFINE_string(
     "only where the runtime policy measured it faster there. One of the runtimes in the "
     f"policy ({', '.join(RUNTIMES)}), 'all' (faster on every one) or 'any' "
     "(no policy: move wherever valid).")
+_INFERENCE = flags.DEFINE_bool(
+    "inference", False, "inspect, convert: the result is for inference only: an "
+    "activation may also cross the layers that are the identity there (Dropout, noise).")
 _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "Log progress, and the traceback of an error.")
 
 _COMMAND_FLAGS = {
-    "inspect": {"json", "target"},
-    "convert": {"json", "overwrite", "target"},
+    "inspect": {"json", "target", "inference"},
+    "convert": {"json", "overwrite", "target", "inference"},
     "demo": {"model", "batch", "seed", "out", "overwrite", "target"},
 }
 _ALL_COMMAND_FLAGS = set().union(*_COMMAND_FLAGS.values())
@@ -354,7 +365,7 @@ def inspect_model(path: str) -> int:
     else:
         model = load_model(path)
         try:
-            report = tf_reorder.plan(model, target=policy)
+            report = tf_reorder.plan(model, target=policy, inference=_INFERENCE.value)
         except tf_reorder.ReorderError as error:
             raise CliError(f"{path}: {one_line(error)}") from error
     print(report.to_json() if _JSON.value else str(report))
@@ -393,7 +404,8 @@ def convert_model(source: str, output: str) -> int:
     check_output(output, overwrite=_OVERWRITE.value, source=source)
     model = load_model(source)
     try:
-        new, report = tf_reorder.reorder(model, return_report=True, target=policy)
+        new, report = tf_reorder.reorder(model, return_report=True, target=policy,
+                                         inference=_INFERENCE.value)
     except tf_reorder.ReorderError as error:
         raise CliError(f"{source}: {one_line(error)}") from error
     save_model_atomically(new, output, overwrite=_OVERWRITE.value)

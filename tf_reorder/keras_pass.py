@@ -164,14 +164,14 @@ class Analysis:
     moved: set[int]  # id(node) of activations that moved within their body
 
 
-def analyze(model: Any, policy: Policy | None = None) -> Analysis:
+def analyze(model: Any, policy: Policy | None = None, *, inference: bool = False) -> Analysis:
     check_model(model)
-    return _Analyzer(model, policy).run()
+    return _Analyzer(model, policy, inference).run()
 
 
 class _Analyzer:
-    def __init__(self, model: Any, policy: Policy | None) -> None:
-        self.model, self.policy = model, policy
+    def __init__(self, model: Any, policy: Policy | None, inference: bool) -> None:
+        self.model, self.policy, self.inference = model, policy, inference
         self.bodies: dict[int, Body] = {}
         self.model_calls: dict[int, int] = {}  # id(nested model) -> calls in the tree
         self.sites: list[Site] = []
@@ -210,7 +210,7 @@ class _Analyzer:
                     call.layer, f"{scope}/{call.layer.name}",
                     calls_per_sample * self.model_calls.get(id(call.layer), 1))
         body.view = _View(body, self.model_calls).build()
-        body.result = planner.plan(body.view, self.policy)
+        body.result = planner.plan(body.view, self.policy, inference=self.inference)
         for move in body.result.moves:
             self.moved.add(id(move.activation))
         for node in _report_order(body.view.activations()):
@@ -316,7 +316,8 @@ class _View:
                                    **self._measures(call, function))).outputs
         if function is not None:
             return self._node(self._activation(call, function, inputs)).outputs
-        info = describe_step(layer, len(call.inputs[0].shape)) if call.inputs else None
+        training = getattr(call.node.arguments, "kwargs", {}).get("training")
+        info = describe_step(layer, len(call.inputs[0].shape), training) if call.inputs else None
         if info is not None:
             out = call.outputs[0]
             compute = getattr(layer, "compute_dtype", None) or out.dtype
@@ -419,7 +420,7 @@ class _View:
 # Entry points.
 
 
-def plan(model: Any, target: str | Policy | None = "any") -> Report:
+def plan(model: Any, target: str | Policy | None = "any", *, inference: bool = False) -> Report:
     policy = load_policy(target)
     return Report(model.name if isinstance(model, keras.Model) else "?",
-                  tuple(analyze(model, policy).sites))
+                  tuple(analyze(model, policy, inference=inference).sites))

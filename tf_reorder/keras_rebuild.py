@@ -34,9 +34,10 @@ from tf_reorder.report import Report
 from tf_reorder.view import Node
 
 
-def reorder(model: Any, target: str | Policy | None = "any") -> tuple[Any, Report]:
+def reorder(model: Any, target: str | Policy | None = "any", *,
+            inference: bool = False) -> tuple[Any, Report]:
     """`tf_reorder.reorder` with its report: the planned, rebuilt model."""
-    analysis = analyze(model, load_policy(target))
+    analysis = analyze(model, load_policy(target), inference=inference)
     new = rebuild(analysis)
     report = Report(model.name, tuple(analysis.sites))
     logging.info("reordered '%s': %d of %d sites moved, %d activation elements per sample "

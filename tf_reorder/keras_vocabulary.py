@@ -58,13 +58,18 @@ _LAYER_STEPS: dict[type, StepKind] = {
         layers.GlobalAveragePooling3D, layers.AdaptiveAveragePooling1D,
         layers.AdaptiveAveragePooling2D, layers.AdaptiveAveragePooling3D)},
 }
+# Layers that are the identity at inference (dropout and noise; an activity
+# regularizer adds a loss in training): data movement for a pass for inference.
+INFERENCE_IDENTITY_TYPES: tuple[type, ...] = (
+    layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
+    layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
+    layers.AlphaDropout, layers.ActivityRegularization,
+)
 # Layers that map their input element by element (or channel by channel) that no rule
-# crosses: an activation they stop short of a max is reported as a near miss.
+# crosses: an activation they stop short of a max is reported as a near miss. An
+# inference identity called with ``training=True`` is one too.
 ELEMENTWISE_LAYER_TYPES: tuple[type, ...] = (
-    layers.BatchNormalization, layers.Dropout, layers.SpatialDropout1D,
-    layers.SpatialDropout2D, layers.SpatialDropout3D, layers.GaussianNoise,
-    layers.GaussianDropout, layers.AlphaDropout, layers.ActivityRegularization,
-    layers.Rescaling,
+    layers.BatchNormalization, layers.Rescaling, *INFERENCE_IDENTITY_TYPES,
 )
 # Layers that leave every axis where it is (a PReLU's alphas stay aligned across them).
 _AXIS_PRESERVING = (layers.Identity, layers.Cropping1D, layers.Cropping2D,
@@ -230,10 +235,16 @@ class StepInfo:
     channel_axis: int | None = None  # of a pool's input
 
 
-def describe_step(operation: Any, rank: int) -> StepInfo | None:
-    """The step a layer or op node is, given the rank of its input; None if not one."""
+def describe_step(operation: Any, rank: int, training: Any = None) -> StepInfo | None:
+    """The step a layer or op node is, given the rank of its input and the ``training``
+    argument of its call; None if not one."""
     kind = step_kind(operation)
     name = operation.name
+    if type(operation) in INFERENCE_IDENTITY_TYPES:
+        if training is not None and training is not False:
+            return None  # called with training=True (Monte Carlo dropout): never the identity
+        return StepInfo(Step(StepKind.DATA_MOVEMENT, name, inference_only=True),
+                        keeps_axes=True)
     if kind is not None:
         shrinks = kind is StepKind.MAX_POOL and _pool_shrinks(operation)
         channel = channel_axis(operation, rank) if kind in (StepKind.MAX_POOL,

@@ -83,14 +83,18 @@ class _Walk:
     beyond: Any | None = None  # a pool past a fan-out where the chain stopped
 
 
-def plan(view: View, policy: Policy | None = None) -> Plan:
-    """Moves every activation of `view` as far as the rules allow, to a fixed point."""
+def plan(view: View, policy: Policy | None = None, *, inference: bool = False) -> Plan:
+    """Moves every activation of `view` as far as the rules allow, to a fixed point.
+
+    With `inference`, the moves need to hold at inference only: an activation may also
+    cross the steps that are the identity there (a dropout), and its site says so.
+    """
     activations = view.activations()
     sites: dict[int, Site] = {}
     moves: list[Move] = []
     pending = activations
     for round_number in range(2 * len(activations) + 4):
-        decided = _Round(view, pending, policy).run()
+        decided = _Round(view, pending, policy, inference).run()
         landed = []
         for node, site, crossed in decided:
             # A later round decides again the activations before a landing: it adds a
@@ -127,8 +131,10 @@ class _Round:
     is also the order to move them in.
     """
 
-    def __init__(self, view: View, pending: Sequence[Any], policy: Policy | None) -> None:
+    def __init__(self, view: View, pending: Sequence[Any], policy: Policy | None,
+                 inference: bool) -> None:
         self.view, self.pending, self.policy = view, pending, policy
+        self.inference = inference
         self.waiting = {id(node) for node in pending}  # not decided yet
         self.moving: dict[int, Any] = {}  # id(activation) -> its landing
         self.decided: list[tuple[Any, Site, list[Any]]] = []
@@ -152,7 +158,7 @@ class _Round:
                     continue
                 self.waiting.discard(id(top))
                 stack.pop()
-                decision = _decide(view, top, walk, self.policy)
+                decision = _decide(view, top, walk, self.policy, self.inference)
                 if decision is not None:
                     site, crossed = decision
                     if crossed:
@@ -161,8 +167,8 @@ class _Round:
         return self.decided
 
 
-def _decide(view: View, node: Any, walk: _Walk,
-            policy: Policy | None) -> tuple[Site, list[Any]] | None:
+def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
+            inference: bool) -> tuple[Site, list[Any]] | None:
     """The site of one activation and the steps it moves past, to its landing (empty: it
     stays); None if it is no candidate."""
     step_of, steps = view.step, walk.steps
@@ -180,7 +186,7 @@ def _decide(view: View, node: Any, walk: _Walk,
     function = view.function(node) if not facts.varies_along else \
         _refined(view, node, facts, walk, first_pool)
     reachable = steps if walk.limit is None else steps[:walk.limit + 1]
-    landing, verdict = algebra.landing_index(function, reachable)
+    landing, verdict = algebra.landing_index(function, reachable, inference=inference)
     pool_label = view.label(first_pool)
     f_verdict = algebra.commutes_with_max(function, Step(step_of(first_pool).kind, pool_label))
     if not f_verdict:
@@ -229,6 +235,12 @@ def _decide(view: View, node: Any, walk: _Walk,
             between = between[:next(i for i, n in enumerate(between) if n is first_pool)]
         elif near is not None:
             between += near[1]
+    if verdict and inference:
+        identities = [view.label(n) for n, s in zip(crossed, steps) if s.inference_only]
+        if identities:
+            notes = (*notes, "inference only: " + ", ".join(f"'{n}'" for n in identities) +
+                     (" is" if len(identities) == 1 else " are") +
+                     " the identity at inference, not in training")
     site = Site(
         scope=view.scope, activation=view.label(node), function=function.name,
         fused=facts.fused, producer=view.producer_label(node),
