@@ -60,7 +60,7 @@ from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import config_pb2
 
 import tf_reorder
-from fuzz_graphs import ACTIVATION_OP_TYPES, GraphCase
+from fuzz_graphs import MOVABLE_OP_TYPES, GraphCase
 
 TOLERANCE = {"bfloat16": 1e-2, "float16": 1e-3, "float32": 1e-6, "float64": 1e-12}
 # Ops an activation may cross or land after, as far as this test's chain check goes.
@@ -355,7 +355,7 @@ def _anchor(nodes: dict[str, Any], name: str, origin: Any) -> tuple[str, str]:
         if producer not in nodes:
             return producer, output
         node = nodes[producer]
-        if node.op not in ACTIVATION_OP_TYPES:
+        if node.op not in MOVABLE_OP_TYPES:
             return origin(node), output
 
 
@@ -387,7 +387,7 @@ def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
                 raise _fail(case, f"'{origin}' in '{scope}' was a {old_nodes[origin].op}, "
                             f"now a {node.op}")
         for node in nodes:
-            if node.op not in ACTIVATION_OP_TYPES:
+            if node.op not in MOVABLE_OP_TYPES:
                 continue
             was = _anchor(old_nodes, node.name, lambda n: n.name)
             now = _anchor(new_nodes, by_origin[node.name].name,

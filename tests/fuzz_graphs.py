@@ -10,8 +10,9 @@
   and ops it must not move (Neg, LeakyRelu with a negative slope, Square, Abs,
   Sinh, Cos, Softmax, LogSoftmax, silu, gelu), one to three in a row;
 - between: Identity, Pad with zeros (Pad, PadV2) or another value (-1, 0.5, 1,
-  6, -inf, -0.0), MirrorPad, Transpose, Reshape, ExpandDims + Squeeze, and ops
-  the pass may not cross (Mul, Sub, StridedSlice);
+  6, -inf, -0.0), MirrorPad, Transpose, Reshape, ExpandDims + Squeeze, per-channel
+  maps the pass moves itself (Mul, Add, Sub, BiasAdd by constants, some scales <= 0;
+  FusedBatchNormV3 in inference, some scales < 0), and StridedSlice;
 - pools: MaxPool (1D/2D/3D, VALID or SAME, random windows and strides),
   MaxPoolV2, MaxPoolWithArgmax, reduce_max over random axes (not the batch:
   `REDUCE_BATCH_AXIS`), and the average pools and means the pass must refuse.
@@ -105,6 +106,10 @@ ACTIVATION_OP_TYPES = frozenset({
     "Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "Softsign",
     "Exp", "Expm1", "Erf", "Atan", "Asinh", "Floor", "Ceil", "Rint", "Round", "Sign", "Neg",
 })
+# The per-channel affine ops the pass may move too, where a parameter is constant.
+AFFINE_OP_TYPES = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
+                             "BiasAdd", "Add", "AddV2", "Sub", "Mul"})
+MOVABLE_OP_TYPES = ACTIVATION_OP_TYPES | AFFINE_OP_TYPES
 
 # Drawn in three groups: the relu family (bitwise cases), other movers, non-movers.
 _RELU_FAMILY = [ACTIVATIONS[n] for n in ("relu", "relu6", "leaky_relu", "floor")]
@@ -120,8 +125,10 @@ _GROUPS_P = (0.5, 0.35, 0.15)
 REDUCE_BATCH_AXIS = False
 
 _BETWEEN = ("identity", "pad", "pad_v2_zero", "pad_value", "mirror_pad", "transpose",
-            "reshape_same", "reshape_swap", "expand_squeeze", "scale", "slice", "shift")
-_BETWEEN_P = (0.2, 0.22, 0.06, 0.12, 0.08, 0.07, 0.05, 0.05, 0.06, 0.03, 0.03, 0.03)
+            "reshape_same", "reshape_swap", "expand_squeeze", "scale", "slice", "shift",
+            "scale_channels", "shift_channels", "batch_norm")
+_BETWEEN_P = (0.1, 0.19, 0.06, 0.12, 0.08, 0.07, 0.05, 0.05, 0.06, 0.03, 0.03, 0.03, 0.05,
+              0.04, 0.04)
 _POOLS = ("max_pool", "max_pool_v2", "max_pool_argmax", "reduce_max", "avg_pool",
           "reduce_mean")
 _POOLS_P = (0.48, 0.08, 0.07, 0.27, 0.05, 0.05)
@@ -377,6 +384,8 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
         make, what = _between_op(kind, h, prng, layout)
         if what.startswith("pad(value -0,"):
             rec.exact = False  # the two orders may differ in the sign of a padded zero
+        if what.startswith("fused_batch_norm"):
+            rec.exact = False  # a multiply-add: fused or not by size
         h = created(make, what)
 
     # -- pools
@@ -463,6 +472,31 @@ def _between_op(kind: str, h: Any, rng: np.random.Generator,
         return (lambda: h * tf.constant(2.0, h.dtype)), "multiply by 2"
     if kind == "shift":
         return (lambda: h - tf.constant(0.5, h.dtype)), "subtract 0.5"
+    if kind in ("scale_channels", "shift_channels") and shape[-1] is not None:
+        values = rng.uniform(0.5, 2.0, shape[-1])
+        if kind == "shift_channels":
+            values = rng.standard_normal(shape[-1])
+        elif rng.random() < 0.25:  # one channel scaled by 0 or a negative number
+            values[rng.integers(shape[-1])] = (0.0, -0.5)[rng.integers(2)]
+        constant = tf.constant(values, h.dtype)
+        words = np.array2string(values, precision=2, separator=",")
+        if kind == "scale_channels":
+            return (lambda: h * constant), f"multiply channels by {words}"
+        if rng.random() < 0.5 and rank >= 2:
+            return (lambda: tf.nn.bias_add(h, constant)), f"bias_add {words}"
+        return (lambda: h + constant), f"add channels {words}"
+    if kind == "batch_norm" and rank == 4 and shape[-1] is not None and \
+            h.dtype == tf.float32:
+        channels = shape[-1]
+        scale = rng.uniform(0.5, 1.5, channels)
+        if rng.random() < 0.2:
+            scale[rng.integers(channels)] = -0.5
+        params = [tf.constant(v, tf.float32) for v in (
+            scale, rng.standard_normal(channels), rng.standard_normal(channels) * 0.1,
+            rng.uniform(0.5, 1.5, channels))]
+        return (lambda: tf.compat.v1.nn.fused_batch_norm(
+            h, *params[:2], params[2], params[3], is_training=False)[0]), \
+            f"fused_batch_norm(scale {np.array2string(scale, precision=2, separator=',')})"
     if kind == "slice" and shape[-1] is not None and shape[-1] > 1:
         return (lambda: h[..., 1:]), "slice channels 1:"
     return (lambda: tf.identity(h)), "identity"

@@ -249,7 +249,9 @@ ACTIVATION_OPS = frozenset({
 
 
 def _applies_activation(layer: Any) -> bool:
-    if type(layer).__name__ in ("ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax") or \
+    """Whether the report counts the layer's elements (a batch normalization too)."""
+    if type(layer).__name__ in ("ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax",
+                                "BatchNormalization") or \
             type(layer).__name__ in ACTIVATION_OPS:
         return True
     fn = getattr(layer, "activation", None)

@@ -166,7 +166,9 @@ class Layer:
     cls: str  # a keras.layers class, or "op:NAME" for a keras.ops node (`op_class`)
     kwargs: dict[str, Any]
     sub: "Graph | None" = None  # the nested model, when cls is "Sequential"/"Functional"
-    alpha: str = ""  # PReLU: "positive", "zero", "mixed" or "negative" alphas
+    # PReLU: "positive", "zero", "mixed" or "negative" alphas; BatchNormalization: its
+    # gamma ("mixed": one channel < 0, "zero": one channel 0).
+    alpha: str = ""
     call_args: tuple[Any, ...] = ()  # an op's arguments after the tensor (getitem: the key)
 
     @property
@@ -584,7 +586,7 @@ class _Drawer:
             return self.op_pool(g, t)
         if kind is None:
             kind = self.pick([(5, "Max"), (3, "GlobalMax"), (2, "AdaptiveMax"), (2, "Average"),
-                              (1, "GlobalAverage"), (1, "AdaptiveAverage")])
+                              (1.5, "GlobalAverage"), (1, "AdaptiveAverage")])
         if kind == "AdaptiveMax" and spatial[-1] == 1:
             kind = "GlobalMax"  # its only output size there is 1: see `crashes_onednn`
         channels_first = rank >= 1 and self.rng.random() < 0.1 and kind in (
@@ -631,7 +633,26 @@ class _Drawer:
             return self.layer(g, t, f"UpSampling{rank}D", size=2)
         if kind == "inference identity":
             return self.inference_identity(g, t, rank)
-        return self.layer(g, t, "BatchNormalization")
+        return self.batch_norm(g, t, rank)
+
+    def batch_norm(self, g: Graph, t: int, rank: int) -> int:
+        """A BatchNormalization: per-channel scales > 0 mostly, one of them <= 0 now and
+        then; frozen, on another axis, without center or scale now and then."""
+        rng = self.rng
+        kwargs: dict[str, Any] = {}
+        for flag in ("center", "scale"):
+            if rng.random() < 0.15:
+                kwargs[flag] = False
+                self.features.add(f"bn_no_{flag}")
+        if rank >= 1 and rng.random() < 0.15:
+            kwargs["axis"] = rng.randint(1, rank)  # a spatial axis (of the batched tensor)
+            self.features.add("bn_spatial_axis")
+        if rng.random() < 0.2:
+            kwargs["trainable"] = False
+            self.features.add("bn_frozen")
+        gamma = self.pick([(8, "positive"), (1, "mixed"), (1, "zero")])
+        self.features.add(f"bn_gamma:{gamma}")
+        return self.call(g, self.add_layer(g, "BatchNormalization", kwargs, alpha=gamma), t)
 
     def inference_identity(self, g: Graph, t: int, rank: int) -> int:
         """A layer that is the identity at inference (dropout, noise)."""
@@ -715,8 +736,19 @@ class _Drawer:
         return self.between(g, t)  # a vector becomes a sequence of one channel
 
     def motif_site(self, g: Graph, t: int, depth: int) -> int:
-        """activation -> (data movement)* -> pool (-> more pools)."""
-        x = self.act(g, t)
+        """activation -> (data movement)* -> pool (-> more pools); a batch normalization or
+        a layer that is the identity at inference, after the activation or instead of it,
+        now and then."""
+        rng = self.rng
+        rank = len(g.shapes[t]) - 1
+        if rank >= 1 and rng.random() < 0.12:
+            x = self.batch_norm(g, self.producer(g, t, activation=None), rank)
+        else:
+            x = self.act(g, t)
+            rank = len(g.shapes[x]) - 1
+            if rank >= 1 and rng.random() < 0.2:
+                x = self.batch_norm(g, x, rank) if rng.random() < 0.6 else \
+                    self.inference_identity(g, x, rank)
         for _ in range(self.pick([(5, 0), (3, 1), (1, 2)])):
             if len(g.shapes[x]) > 1:
                 x = self.between(g, x)
@@ -975,6 +1007,9 @@ def _set_weights(spec: Layer, layer: Any, rng: np.random.Generator) -> None:
             low, high = {"positive": (0.0, 1.0), "zero": (0.0, 0.0), "mixed": (-1.0, 1.0),
                          "negative": (-1.0, 0.0)}[spec.alpha or "positive"]
             value = rng.uniform(low, high, shape)
+        elif name == "gamma" and spec.alpha in ("mixed", "zero"):
+            value = rng.uniform(0.5, 1.5, shape)  # one channel <= 0
+            value[rng.integers(shape[0])] = 0.0 if spec.alpha == "zero" else -0.5
         elif name in ("gamma", "moving_variance"):
             value = rng.uniform(0.5, 1.5, shape)
         elif name in ("beta", "moving_mean", "bias"):

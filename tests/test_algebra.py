@@ -616,6 +616,50 @@ def test_prelu_with_one_alpha_per_position_breaks_the_max_identity():
         assert alpha * pooled != pytest.approx(pooled_f)
 
 
+@pytest.mark.parametrize("scales, offsets, ok, detail", [
+    ([0.5, 2.0, 1e-30], [0.0, -3.0, 1e30], True, ""),
+    ([0.5, -2.0], [0.0, 0.0], False, "channel 1 is scaled by -2"),
+    ([0.0, 1.0], [], False, "channel 0 is scaled by 0"),
+    ([1.0, np.inf], [], False, "channel 1 is scaled by inf"),
+    ([1.0, np.nan], [], False, "channel 1 is scaled by nan"),
+    ([1.0, 1.0], [0.0, -np.inf], False, "channel 1 is shifted by -inf"),
+])
+def test_per_channel_affine_builder(scales, offsets, ok, detail):
+    function = algebra.per_channel_affine("bn", scales, offsets, family="batch_norm")
+    assert function.weight_dependent and function.family == "batch_norm"
+    assert function.monotonicity.keeps_order == ok and function.detail == detail
+    verdict = algebra.commutes_with_max(function, POOL)
+    assert verdict.ok == ok
+    if not ok:
+        refused(verdict, "not monotone", detail)
+    # The claim, checked per channel on float32: sorted inputs stay sorted.
+    x = np.sort(np.concatenate([GRID.ravel(), [-np.inf, np.inf]]).astype(F32))
+    for scale, offset in zip(scales, offsets or [0.0] * len(scales)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = x * F32(scale) + F32(offset)
+        assert (np.all(y[1:] >= y[:-1]) and not np.isnan(y).any()) or not ok
+
+
+def test_an_inference_only_map_needs_the_inference_mode():
+    function = algebra.per_channel_affine("bn", [1.0, 2.0], inference_only=True,
+                                          family="batch_norm")
+    refused(algebra.commutes_with_max(function, POOL), "inference=True would move it")
+    assert algebra.commutes_with_max(function, POOL, inference=True)
+    assert algebra.may_cross(function, POOL, inference=True)
+    assert not algebra.commutes_with_max(function, ARGMAX, inference=True)  # not strict
+
+
+def test_a_zero_scale_really_breaks_the_max_identity_at_infinity():
+    # Why a_c == 0 is refused: 0 * inf is NaN, which the max skips in one order only.
+    x = np.asarray([1.0, np.inf], F32).reshape(1, 1, 2, 1)
+    with np.errstate(invalid="ignore"):
+        after = maxpool(x, (1, 2)) * F32(0)
+    with np.errstate(invalid="ignore"):
+        zeroed = x * F32(0)
+    before = np.asarray(tf.nn.max_pool2d(zeroed, (1, 2), (1, 2), "VALID"))
+    assert np.isnan(after).all() and not np.isnan(before).all()
+
+
 # ===========================================================================
 # The rules on hand-made paths.
 

@@ -25,6 +25,7 @@ from tf_reorder import verify
 
 AVERAGES = "averages"  # the reason given for an average pool
 CONSUMERS = "consumers"  # the reason given for an activation with other consumers
+INFERENCE = "inference=True would move it"  # a batch normalization, in the default mode
 
 
 @dataclasses.dataclass
@@ -122,18 +123,27 @@ def _stem_activations(model: Any) -> list[str]:
     return [acts[2].name, acts[4].name]
 
 
-# name -> (moved, candidates, the moved activations, {kept activation: reason keyword})
+def _stem_batch_norms(model: Any) -> dict[str, str]:
+    """InceptionV3 and InceptionResNetV2: the batch norms before the stem's relus that
+    move, refused in the default mode."""
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    return {norms[2].name: INFERENCE, norms[4].name: INFERENCE}
+
+
+# name -> (moved, candidates, the moved activations, {kept activation: reason keyword});
+# the kept ones may be a function of the model (for generated names).
 EXPECTED = {
     "vgg16": (5, 5, lambda m: ["block1_conv2", "block2_conv2", "block3_conv3",
                                "block4_conv3", "block5_conv3"], {}),
     "vgg19": (5, 5, lambda m: ["block1_conv2", "block2_conv2", "block3_conv4",
                                "block4_conv4", "block5_conv4"], {}),
-    "resnet50": (1, 2, lambda m: ["conv1_relu"], {"conv5_block3_out": AVERAGES}),
-    "densenet121": (1, 2, lambda m: ["conv1_relu"], {"relu": AVERAGES}),
-    "inception_v3": (2, 2, _stem_activations, {}),
-    "inception_resnet_v2": (2, 5, _stem_activations,
-                            {"block35_10_ac": CONSUMERS, "block17_20_ac": CONSUMERS,
-                             "conv_7b_ac": AVERAGES}),
+    "resnet50": (1, 3, lambda m: ["conv1_relu"],
+                 {"conv1_bn": INFERENCE, "conv5_block3_out": AVERAGES}),
+    "densenet121": (1, 3, lambda m: ["conv1_relu"], {"conv1_bn": INFERENCE, "relu": AVERAGES}),
+    "inception_v3": (2, 4, _stem_activations, _stem_batch_norms),
+    "inception_resnet_v2": (2, 7, _stem_activations,
+                            lambda m: {**_stem_batch_norms(m), "block35_10_ac": CONSUMERS,
+                                       "block17_20_ac": CONSUMERS, "conv_7b_ac": AVERAGES}),
     "mobilenet_v2": (0, 1, lambda m: [], {"out_relu": AVERAGES}),
 }
 
@@ -142,6 +152,7 @@ EXPECTED = {
 def test_sites(name, request):
     case = request.getfixturevalue(name)
     moved, candidates, moved_names, kept = EXPECTED[name]
+    kept = kept(case.original) if callable(kept) else kept
     report = case.report
     assert len(report.sites) == candidates, str(report)
     assert len(report.moved) == moved, str(report)
@@ -278,3 +289,70 @@ def test_vgg16_global_max_pooling(vgg16_max_pooling):
     # The default input shape is (None, None, 3): fed as 96x96 (3x3 after block5_pool).
     comparison = verify.compare_models(case.original, case.reordered, _inputs(case.original))
     assert comparison.bitwise, comparison
+
+
+# -- Xception in inference mode: its BatchNormalization -> MaxPooling2D sites ------------
+
+XCEPTION_BN_SITES = [(f"block{b}_sepconv2_bn", f"block{b}_pool") for b in (2, 3, 4, 13)]
+
+
+def _trained_batch_norms(model: Any, seed: int = 0) -> None:
+    """Per-channel statistics and scales that differ (all scales > 0), as after training."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            size = gamma.shape
+            layer.set_weights([rng.uniform(0.5, 1.5, size).astype("float32"),
+                               rng.normal(0, 0.1, size).astype("float32"),
+                               rng.normal(0, 0.1, size).astype("float32"),
+                               rng.uniform(0.5, 1.5, size).astype("float32")])
+
+
+@pytest.fixture(scope="module")
+def xception():
+    """Xception (logits) reordered in the default mode and in inference mode."""
+    model = keras.applications.Xception(weights=None, classifier_activation=None)
+    _trained_batch_norms(model)
+    config, weights = _config_json(model), _weight_bytes(model)
+    _, default_report = tf_reorder.reorder(model, return_report=True)
+    new, report = tf_reorder.reorder(model, return_report=True, inference=True)
+    return Case(model, new, report, config, _config_json(model), weights,
+                _weight_bytes(model)), default_report
+
+
+def test_xception_moves_its_four_batch_norms_at_inference(xception):
+    case, _ = xception
+    assert [(s.activation, s.pool) for s in case.report.moved] == XCEPTION_BN_SITES, \
+        str(case.report)
+    for site in case.report.moved:
+        assert site.between == () and site.elements_after * 3 < site.elements_before
+        assert site.function.startswith("BatchNormalization(min scale=")
+        assert any("inference only" in note for note in site.notes), site
+    (kept,) = case.report.skipped
+    assert AVERAGES in kept.reason
+    assert case.config_after == case.config_before
+    assert case.weights_after == case.weights_before
+
+
+def test_xception_outputs_within_tolerance_and_after_a_round_trip(xception, tmp_path):
+    case, _ = xception
+    x = _inputs(case.original)
+    comparison = verify.compare_models(case.original, case.reordered, x)
+    assert comparison.close, comparison
+    expected = np.asarray(case.original(x, training=False))
+    np.testing.assert_allclose(np.asarray(case.reordered(x, training=False)), expected,
+                               rtol=1e-6, atol=1e-6)
+    path = tmp_path / "xception.keras"
+    case.reordered.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    assert np.asarray(loaded(x)).tobytes() == np.asarray(case.reordered(x)).tobytes()
+    assert sorted(_weight_bytes(loaded)) == sorted(case.weights_before)
+
+
+def test_xception_default_mode_names_the_inference_mode(xception):
+    _, report = xception
+    assert not report.moved
+    refused = {s.activation: s.reason for s in report.sites}
+    for bn, _ in XCEPTION_BN_SITES:
+        assert "inference=True would move it" in refused[bn], str(report)

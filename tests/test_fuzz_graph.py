@@ -56,7 +56,7 @@ def test_the_seeds_cover_every_kind_of_site():
                   "conv1d", "conv3d", "fused_batch_norm", "MaxPoolV2", "max_pool_with_argmax",
                   "reduce_max", "avg_pool", "pad(zeros", "mirror_pad", "transpose",
                   "[control input]", "[also an output]", "[fetched]", "float16", "bfloat16",
-                  "float64", "with None"):
+                  "float64", "with None", "multiply channels", "add channels", "bias_add ["):
         assert words in descriptions, words
 
 

@@ -91,7 +91,9 @@ def test_the_seeds_cover_every_activation_layer_and_structure():
                "inputs_as:dict", "outputs_as:dict", "mixed_float16", "float32_in_mixed",
                "channels_first", "negative:ELU.alpha", "refused_by_keras:LeakyReLU",
                "refused_by_keras:ReLU", "prelu_alpha:negative", "prelu_alpha:mixed",
-               "prelu_alpha:zero", "prelu_alpha:positive"}
+               "prelu_alpha:zero", "prelu_alpha:positive", "bn_no_center", "bn_no_scale",
+               "bn_spatial_axis", "bn_frozen", "bn_gamma:positive", "bn_gamma:mixed",
+               "bn_gamma:zero"}
     assert wanted - features == set()
 
 

@@ -385,3 +385,148 @@ def test_a_bad_target_is_a_clear_error(tmp_path):
         tf_reorder.reorder_graph_def(graph_def, preserve=fetches, target=0)
     with pytest.raises(tf_reorder.ReorderError, match="target must be a runtime name"):
         tf_reorder.reorder_function(concrete, target=0)
+
+
+# -- per-channel affine maps with constant parameters -------------------------------------
+
+SCALE = RNG.uniform(0.5, 2.0, 4).astype("float32")
+SHIFT = RNG.standard_normal(4).astype("float32")
+
+
+def _fused_bn(x, scale=SCALE, is_training=False):
+    y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        x, tf.constant(scale), tf.constant(SHIFT), tf.constant(-SHIFT),
+        tf.constant(RNG.uniform(0.1, 3.0, 4).astype("float32")), epsilon=1e-3,
+        is_training=is_training)
+    return y
+
+
+def _sites(report):
+    return {site.activation.split("/")[-1]: site for site in report.sites}
+
+
+def test_fused_batch_norm_moves_with_the_relu_before_it():
+    new, report = check(lambda x: pool(_fused_bn(tf.nn.relu(conv(x)))), moved=2, exact=False)
+    (bn,) = [s for s in report.sites if s.function.startswith("FusedBatchNormV3")]
+    assert (bn.elements_before, bn.elements_after) == (16 * 16 * 4, 8 * 8 * 4)
+    assert any("constant values" in note for note in bn.notes), bn
+    assert ops_in_order(new, "Identity")[:4] == ["Identity", "FusedBatchNormV3", "Relu",
+                                                 "MaxPool"]
+
+
+def test_fused_batch_norm_right_after_the_conv_moves_alone():
+    new, report = check(lambda x: pool(_fused_bn(conv(x))), moved=1, exact=False)
+    assert report.moved[0].function.startswith("FusedBatchNormV3(min scale=")
+    assert ops_in_order(new, "Identity")[:4] == ["Identity", "FusedBatchNormV3", "MaxPool",
+                                                 "BiasAdd"]
+
+
+def test_fused_batch_norm_with_a_negative_scale_names_the_channel():
+    scale = np.array([1.0, 0.5, 2.0, -0.5], "float32")
+    _, report = check(lambda x: pool(_fused_bn(tf.nn.relu(conv(x)), scale)), moved=0)
+    bn = next(s for s in report.sites if s.function.startswith("FusedBatchNormV3"))
+    assert "channel 3 is scaled by -" in bn.reason, bn
+    relu = next(s for s in report.sites if s.function == "Relu")
+    assert "FusedBatchNormV3" in relu.reason and "stays before it" in relu.reason, relu
+
+
+def test_fused_batch_norm_in_training_is_no_candidate():
+    _, report = check(lambda x: pool(_fused_bn(tf.nn.relu(conv(x)), is_training=True)),
+                      moved=0)
+    (site,) = report.sites
+    assert site.function == "Relu" and "not data movement" in site.reason, site
+
+
+def test_fused_batch_norm_whose_batch_mean_is_read_is_refused():
+    def fn(x):
+        y, mean, _ = tf.compat.v1.nn.fused_batch_norm(
+            conv(x), tf.constant(SCALE), tf.constant(SHIFT), tf.constant(SHIFT),
+            tf.constant(SCALE), is_training=False)
+        return pool(y), mean
+    _, report = check(fn, moved=0)
+    assert "another output" in report.sites[0].reason, report.sites[0]
+
+
+@pytest.mark.parametrize("affine, name", [
+    (lambda y: y * SCALE, "Mul"), (lambda y: y + SHIFT, "AddV2"),
+    (lambda y: tf.add(y, SHIFT), "AddV2"), (lambda y: y - SHIFT, "Sub"),
+    (lambda y: tf.nn.bias_add(y, SHIFT), "BiasAdd"), (lambda y: y * 0.5, "Mul"),
+    (lambda y: y + tf.constant(SHIFT.reshape(1, 1, 1, 4)), "AddV2"),
+])
+def test_a_constant_per_channel_scale_or_shift_moves_bitwise(affine, name):
+    new, report = check(lambda x: pool(affine(tf.nn.relu(conv(x)))), moved=2)
+    assert {s.activation.split("/")[-1].split("_")[0] for s in report.moved} >= {"Relu"}
+    assert ops_in_order(new, "Identity")[1] == name
+
+
+@pytest.mark.parametrize("affine, words", [
+    (lambda y: y * np.array([1, 1, -1, 1], "float32"), "channel 2 is scaled by -1"),
+    (lambda y: y * 0.0, "channel 0 is scaled by 0"),
+    (lambda y: y * RNG.uniform(1, 2, (16, 16, 4)).astype("float32"),
+     "different function at different positions"),
+])
+def test_a_scale_that_is_not_positive_or_not_per_channel_is_refused(affine, words):
+    _, report = check(lambda x: pool(affine(tf.nn.relu(conv(x)))), moved=0)
+    mul = next(s for s in report.sites if s.function.startswith("Mul"))
+    assert words in mul.reason, mul
+
+
+def test_a_per_channel_map_may_not_reach_a_reduction_over_its_channels():
+    _, report = check(lambda x: tf.reduce_max(tf.nn.relu(conv(x)) * SCALE, axis=-1),
+                      moved=0)
+    sites = {s.function.split("(")[0]: s for s in report.sites}
+    assert "different function at different positions" in sites["Mul"].reason
+    assert "Mul 'mul' between Relu and 'Max' stays before it" in sites["Relu"].reason
+    check(lambda x: tf.reduce_max(tf.identity(tf.nn.relu(conv(x)) * SCALE), axis=[1, 2]),
+          moved=2)
+
+
+def test_not_affine_ops_are_no_candidates():
+    _, report = check(lambda x: pool(tf.nn.relu(conv(x)) + tf.reverse(conv(x), [1])),
+                      moved=0)  # the data in both inputs
+    assert [s.function for s in report.sites] == ["Relu"]
+    # A constant that broadcasts x larger: no per-channel map.
+    def grows(x):
+        column = tf.reduce_max(tf.nn.relu(conv(x)), axis=2, keepdims=True)  # [2, 16, 1, 4]
+        return tf.reduce_max(column + tf.ones([1, 1, 3, 1]), axis=[1, 2])
+    _, report = check(grows, moved=1)
+    assert [s.function for s in report.sites] == ["Relu"]
+
+
+def test_a_bias_after_a_conv_is_part_of_the_conv():
+    _, report = check(lambda x: pool(conv(x)), moved=0)
+    assert not report.sites  # BiasAdd follows Conv2D: fused there, no candidate
+
+
+def test_an_average_pool_is_refused_for_an_affine_map():
+    _, report = check(lambda x: tf.nn.avg_pool2d(tf.nn.relu(conv(x)) * SCALE, 2, 2,
+                                                 "VALID"), moved=0)
+    assert all("averages" in s.reason or "stays before it" in s.reason
+               for s in report.sites), str(report)
+
+
+def test_an_affine_map_with_a_second_consumer_is_refused():
+    def fn(x):
+        y = tf.nn.relu(conv(x)) * SCALE
+        return pool(y), tf.reduce_mean(y)
+    _, report = check(fn, moved=0)
+    mul = next(s for s in report.sites if s.function.startswith("Mul"))
+    assert "2 consumers" in mul.reason, mul
+
+
+@pytest.mark.parametrize("affine", [
+    lambda y: _fused_bn(y), lambda y: y + tf.constant(SHIFT.reshape(1, 1, 1, 4))],
+    ids=["fused_batch_norm", "rank_4_constant"])
+def test_an_op_bound_to_its_rank_does_not_cross_a_reduction(affine):
+    _, report = check(lambda x: tf.reduce_max(affine(tf.nn.relu(conv(x))), axis=[1]),
+                      moved=0, exact=False)
+    kept = next(s for s in report.sites if s.function != "Relu")
+    assert "works on tensors of the rank it reads only, and Max 'Max' may change the rank" \
+        in kept.reason, kept
+
+
+def test_a_per_channel_map_crosses_later_pools_with_the_same_channel_axis():
+    _, report = check(lambda x: tf.reduce_max(pool(tf.nn.relu(conv(x)) * SCALE), axis=[1, 2]),
+                      moved=2)
+    assert {s.pool for s in report.moved} == {"Max"}
+    assert all(s.elements_after == 4 for s in report.moved), str(report)

@@ -55,3 +55,25 @@ def test_a_moved_prelu_keeps_its_alphas_per_channel(shared, pooled_shape, alpha_
     new = keras_rebuild.prelu_for(source, pooled, layers.MaxPooling2D(), "moved")
     assert tuple(new.alpha.shape) == alpha_shape
     assert np.asarray(new.alpha).tobytes() == np.asarray(source.alpha).tobytes()
+
+
+@pytest.mark.parametrize("sequential", [True, False])
+@pytest.mark.parametrize("pool, moved", [(layers.MaxPooling2D, 2), (layers.AveragePooling2D, 0)])
+def test_frozen_layers_of_the_input_stay_frozen(sequential, pool, moved):
+    stack = [layers.Conv2D(4, 3, activation="relu", name="conv"),
+             layers.BatchNormalization(name="bn", trainable=False),
+             pool(2, name="pool"), layers.Flatten(name="flat")]
+    if sequential:
+        model = keras.Sequential([keras.Input((8, 8, 3)), *stack])
+    else:
+        inputs = keras.Input((8, 8, 3))
+        y = inputs
+        for layer in stack:
+            y = layer(y)
+        model = keras.Model(inputs, y)
+    model.get_layer("conv").trainable = False
+    new, report = tf_reorder.reorder(model, return_report=True)
+    assert len(report.moved) == moved, str(report)
+    assert not model.get_layer("conv").trainable and not model.get_layer("bn").trainable
+    assert not new.get_layer("conv").trainable and not new.get_layer("bn").trainable
+    assert model.trainable and new.trainable

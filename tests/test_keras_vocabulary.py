@@ -45,18 +45,177 @@ def test_activations_relu_with_parameters_then_a_pool_moves(tmp_path):
     _same_after_a_round_trip(new, tmp_path)
 
 
-@pytest.mark.parametrize("between, kind", [
-    (lambda: layers.BatchNormalization(name="bn"), "BatchNormalization 'bn'"),
-    (lambda: layers.Rescaling(2.0, name="scale"), "Rescaling 'scale'"),
-])
-def test_an_elementwise_layer_in_the_way_is_a_near_miss(between, kind):
-    model = _model(lambda i: layers.MaxPooling2D(name="pool")(between()(
-        layers.Conv2D(4, 3, activation="relu", name="conv")(i))))
+def test_an_elementwise_layer_in_the_way_is_a_near_miss():
+    model = _model(lambda i: layers.MaxPooling2D(name="pool")(layers.Rescaling(
+        2.0, name="scale")(layers.Conv2D(4, 3, activation="relu", name="conv")(i))))
     _, report = check_rewrite(model, moved=0)
     (site,) = report.sites
+    kind = "Rescaling 'scale'"
     assert not site.moved and site.reason.startswith(f"{kind} between relu and 'pool'")
-    assert site.between == (kind.split("'")[1],) and site.pool == "pool"
+    assert site.between == ("scale",) and site.pool == "pool"
     assert kind in str(report)  # the CLI's table shows the row
+
+
+# -- BatchNormalization: a per-channel affine map at inference ---------------------------
+
+
+def _trained_bn(bn, *, gamma=None, seed=0):
+    """Sets a built BatchNormalization's weights to trained-looking values."""
+    rng = np.random.default_rng(seed)
+    channels = bn.moving_mean.shape[0]
+    values = {"gamma": rng.uniform(0.5, 2.0, channels) if gamma is None else gamma,
+              "beta": rng.standard_normal(channels),
+              "moving_mean": rng.standard_normal(channels),
+              "moving_variance": rng.uniform(0.1, 3.0, channels)}
+    for variable in bn.weights:
+        variable.assign(np.asarray(values[variable.name], "float32"))
+    return bn
+
+
+def _bn_model(*, pool=None, gamma=None, trainable=True, training=None, **bn_args):
+    inputs = keras.Input((10, 10, 3))
+    y = layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    bn = layers.BatchNormalization(name="bn", **bn_args)
+    y = bn(y, training=training) if training is not None else bn(y)
+    y = (pool or layers.MaxPooling2D(name="pool"))(y)
+    model = keras.Model(inputs, layers.Flatten(name="flat")(y), name="cifar_block")
+    _trained_bn(bn, gamma=gamma)
+    bn.trainable = trainable
+    return model
+
+
+def _by_activation(report):
+    return {site.activation: site for site in report.sites}
+
+
+@pytest.mark.parametrize("bn_args", [{}, {"center": False}, {"scale": False},
+                                     {"center": False, "scale": False}],
+                         ids=["default", "no_center", "no_scale", "neither"])
+def test_batch_norm_moves_with_the_relu_at_inference(bn_args, tmp_path):
+    model = _bn_model(**bn_args)
+    new, report = check_rewrite(model, moved=2, exact=False, inference=True)
+    sites = _by_activation(report)
+    assert sites["bn"].function.startswith("BatchNormalization(min scale=")
+    assert (sites["bn"].elements_before, sites["bn"].elements_after) == (256, 64)
+    assert any("inference only" in note for note in sites["bn"].notes), sites["bn"]
+    assert any("trained weights" in note for note in sites["bn"].notes), sites["bn"]
+    assert ops_in_order(new) == ["Flatten", "BatchNormalization", "Activation",
+                                 "MaxPooling2D", "Conv2D"]
+    assert any(layer is model.get_layer("bn") for layer in new.layers)  # reused, not copied
+    _close_after_a_round_trip(model, new, tmp_path)
+
+
+def test_batch_norm_moves_alone_after_a_separable_conv(tmp_path):
+    inputs = keras.Input((10, 10, 3))
+    y = layers.SeparableConv2D(4, 3, name="sep")(inputs)
+    bn = layers.BatchNormalization(name="bn")
+    y = layers.MaxPooling2D(3, 2, padding="same", name="pool")(bn(y))
+    model = keras.Model(inputs, y)
+    _trained_bn(bn)
+    new, report = check_rewrite(model, moved=1, exact=False, inference=True)
+    assert report.moved[0].activation == "bn" and report.moved[0].pool == "pool"
+    _close_after_a_round_trip(model, new, tmp_path)
+
+
+def test_batch_norm_in_a_sequential_model_whose_output_is_the_pool(tmp_path):
+    model = keras.Sequential([keras.Input((10, 10, 3)), layers.Conv2D(4, 3, name="conv"),
+                              layers.BatchNormalization(name="bn"),
+                              layers.MaxPooling2D(name="pool")])
+    _trained_bn(model.get_layer("bn"))
+    new, report = check_rewrite(model, moved=1, exact=False, inference=True)
+    # The output keeps its name, so the BatchNormalization is a renamed copy.
+    assert [(type(layer).__name__, layer.name) for layer in new.layers[-2:]] == [
+        ("MaxPooling2D", "pool_pool"), ("BatchNormalization", "pool")]
+    _close_after_a_round_trip(model, new, tmp_path)
+
+
+def test_batch_norm_is_refused_by_default_and_the_relu_near_miss_names_it():
+    _, report = check_rewrite(_bn_model(), moved=0)
+    sites = _by_activation(report)
+    assert "inference=True would move it" in sites["bn"].reason, sites["bn"]
+    assert sites["conv"].reason.startswith(
+        "BatchNormalization 'bn' between relu and 'pool' stays before it: "), sites["conv"]
+    assert "inference=True would move it" in sites["conv"].reason
+
+
+def test_a_frozen_batch_norm_moves_without_inference_mode(tmp_path):
+    model = _bn_model(trainable=False)
+    new, report = check_rewrite(model, moved=2, exact=False)
+    notes = _by_activation(report)["bn"].notes
+    assert any("frozen (trainable=False)" in note for note in notes), notes
+    assert not any("inference only" in note for note in notes), notes
+    _close_after_a_round_trip(model, new, tmp_path)
+
+
+@pytest.mark.parametrize("gamma, channel, words", [
+    ([1.0, 0.5, -0.25, 2.0], 2, "scaled by -"),
+    ([1.0, 0.0, 1.0, 1.0], 1, "scaled by 0"),
+    ([1.0, 1.0, 1.0, np.nan], 3, "scaled by nan"),
+])
+def test_batch_norm_with_a_scale_that_is_not_positive_is_refused(gamma, channel, words):
+    _, report = check_rewrite(_bn_model(gamma=gamma), moved=0, exact=False, inference=True)
+    sites = _by_activation(report)
+    assert f"channel {channel} is {words}" in sites["bn"].reason, sites["bn"]
+    assert "is not monotone" in sites["bn"].reason
+    assert "BatchNormalization 'bn' between relu and 'pool' stays before it" in \
+        sites["conv"].reason
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: _bn_model(training=True), "not data movement, padding or a max"),
+    (lambda: _bn_model(pool=layers.AveragePooling2D(2, name="pool")), "averages"),
+    (lambda: _bn_model(axis=1), "is a different function at different positions"),
+])
+def test_batch_norm_is_refused_where_it_would_be_wrong(make, words):
+    model = make()
+    _, report = check_rewrite(model, moved=0, exact=False, inference=True)
+    assert any(words in site.reason for site in report.sites), str(report)
+
+
+def test_batch_norm_with_a_second_consumer_is_refused():
+    inputs = keras.Input((10, 10, 3))
+    bn = layers.BatchNormalization(name="bn")
+    y = bn(layers.Conv2D(4, 3, name="conv")(inputs))
+    model = keras.Model(inputs, [layers.MaxPooling2D(name="pool")(y),
+                                 layers.GlobalAveragePooling2D(name="gap")(y)])
+    _trained_bn(bn)
+    _, report = check_rewrite(model, moved=0, exact=False, inference=True)
+    (site,) = report.sites
+    assert "has 2 consumers" in site.reason, site
+
+
+def test_describe_batch_norm_reads_the_trained_values():
+    bn = layers.BatchNormalization(epsilon=0.5)
+    bn.build((None, 6, 6, 2))
+    bn.gamma.assign([2.0, 3.0])
+    bn.moving_variance.assign([3.5, 0.5])
+    function, axis = keras_vocabulary.describe_batch_norm(bn, rank=4)
+    assert axis == 3 and function.name == "BatchNormalization(min scale=1)"
+    assert function.inference_only and function.weight_dependent and function.zero_at_zero
+    assert keras_vocabulary.describe_batch_norm(bn, rank=4, training=True) is None
+    assert keras_vocabulary.describe_batch_norm(layers.BatchNormalization(), rank=4) is None
+    bn.moving_mean.assign([0.0, 1.0])
+    assert not keras_vocabulary.describe_batch_norm(bn, rank=4)[0].zero_at_zero
+
+
+def ops_in_order(model):
+    """The layer classes from the output back to the input along the first input."""
+    kinds, tensor = [], model.outputs[0]
+    while True:
+        operation, node_index, _ = tensor._keras_history
+        if isinstance(operation, layers.InputLayer):
+            return kinds
+        kinds.append(type(operation).__name__)
+        tensor = operation._inbound_nodes[node_index].input_tensors[0]
+
+
+def _close_after_a_round_trip(model, new, tmp_path):
+    x = np.random.default_rng(1).standard_normal((2, *model.input_shape[1:])).astype("float32")
+    loaded = roundtrip(new, tmp_path)
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)), expected, rtol=1e-6,
+                               atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(new(x)))
 
 
 def _same_after_a_round_trip(new, tmp_path):
@@ -298,3 +457,19 @@ def test_inference_must_be_a_bool(bad):
         tf_reorder.reorder(model, inference=bad)
     with pytest.raises(tf_reorder.ReorderError, match="inference"):
         tf_reorder.plan(model, inference=bad)
+
+
+def test_batch_norm_crosses_a_pool_and_a_global_pool(tmp_path):
+    inputs = keras.Input((10, 10, 3))
+    bn = layers.BatchNormalization(name="bn")
+    y = layers.MaxPooling2D(name="pool")(bn(layers.Conv2D(4, 3, name="conv")(inputs)))
+    model = keras.Model(inputs, layers.Dense(2, name="head")(
+        layers.GlobalMaxPooling2D(name="gmp")(y)))
+    _trained_bn(bn)
+    new, report = check_rewrite(model, moved=1, exact=False, inference=True)
+    (site,) = report.moved
+    assert (site.pool, site.between, site.elements_after) == ("gmp", ("pool",), 4)
+    # The pooled tensor is [batch, 4]: a copy with the same weights normalizes axis 1.
+    (copy,) = [layer for layer in new.layers if isinstance(layer, layers.BatchNormalization)]
+    assert copy is not bn and copy.axis == 1
+    _close_after_a_round_trip(model, new, tmp_path)

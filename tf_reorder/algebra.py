@@ -63,6 +63,10 @@ class Function:
       family: the kind of kernel a runtime runs for ``f``, whatever its parameters
         (``"leaky_relu"`` for every slope, ``"relu"`` for the TF op ``Relu``); runtime
         policies are keyed by it. Left empty, it is ``name``.
+      inference_only: ``f`` is this function at inference only (a batch normalization,
+        which normalizes by batch statistics in training), so only a pass for
+        inference may move it.
+      detail: why ``f`` is not monotone, in words (``"channel 3 is scaled by -0.5"``).
     """
 
     name: str
@@ -74,6 +78,8 @@ class Function:
     weight_dependent: bool = False
     identity: bool = False
     family: str = ""
+    inference_only: bool = False
+    detail: str = ""
 
     def __post_init__(self) -> None:
         if not self.family:
@@ -125,8 +131,11 @@ NO_MAX = "no max pooling on the path"
 MAX_STEPS = (StepKind.MAX_POOL, StepKind.MAX_POOL_WITH_ARGMAX)
 
 
-def commutes_with_max(f: Function, step: Step) -> Verdict:
-    """Whether ``max(f(x)) == f(max(x))`` for the max that ``step`` takes."""
+def commutes_with_max(f: Function, step: Step, *, inference: bool = False) -> Verdict:
+    """Whether ``max(f(x)) == f(max(x))`` for the max that ``step`` takes.
+
+    With ``inference``, it needs to hold at inference only (see `Function.inference_only`).
+    """
     if f.identity:
         return Verdict(False, f"{f.name} is the identity: nothing to move")
     if f.monotonicity is Monotonicity.UNKNOWN:
@@ -140,7 +149,8 @@ def commutes_with_max(f: Function, step: Step) -> Verdict:
     if f.monotonicity is Monotonicity.NON_INCREASING:
         return Verdict(False, f"{f.name} is non-increasing: it would turn the max into a min")
     if not f.monotonicity.keeps_order:
-        return Verdict(False, f"{f.name} is not monotone, so max(f(x)) != f(max(x))")
+        detail = f" ({f.detail})" if f.detail else ""
+        return Verdict(False, f"{f.name} is not monotone{detail}, so max(f(x)) != f(max(x))")
     if not f.uniform:
         return Verdict(
             False,
@@ -156,6 +166,9 @@ def commutes_with_max(f: Function, step: Step) -> Verdict:
             f"{f.name} is not strictly increasing: ties it creates would change "
             f"the argmax of '{step.name}'",
         )
+    if f.inference_only and not inference:
+        return Verdict(False, f"{f.name} is an affine map at inference only (training "
+                       "normalizes by batch statistics): inference=True would move it")
     return YES
 
 
@@ -166,7 +179,7 @@ def may_cross(f: Function, step: Step, *, inference: bool = False) -> Verdict:
     cross the steps that are the identity there (``Step.inference_only``).
     """
     if step.kind in MAX_STEPS:
-        return commutes_with_max(f, step)
+        return commutes_with_max(f, step, inference=inference)
     if step.kind is StepKind.AVERAGE_POOL:
         return Verdict(
             False, f"'{step.name}' averages, and a nonlinear f does not commute with a mean"
@@ -431,6 +444,41 @@ def threshold(threshold: float, default_value: float) -> Function:
     return Function(f"threshold({_num(threshold)}, {_num(default_value)})",
                     _N if default_value <= threshold else _X, zero_at_zero=zero, exact=True,
                     family="threshold")
+
+
+def per_channel_affine(name: str, scales: Iterable[float], offsets: Iterable[float] = (),
+                       *, zero_at_zero: bool = False, inference_only: bool = False,
+                       family: str, exact: bool = True) -> Function:
+    """``a_c * x + b_c`` with one scale and offset per channel, from trained values.
+
+    Non-decreasing in each channel iff every ``a_c`` is finite and ``> 0``, so it
+    commutes with a max that stays within a channel (the planner checks the pool's
+    channel axis, as for a PReLU's alphas). A scale of 0 is refused: ``0 * inf`` is
+    NaN, which a max pool would skip before and return after. Every ``b_c`` must be
+    finite for the same reason. The first channel that fails is named in
+    `Function.detail`. Each output element is the same multiply and add in both
+    orders, so the result is bitwise equal (``exact``) unless a runtime rounds the two
+    differently (a fused multiply-add on one size and not the other).
+
+    Example:
+
+        per_channel_affine("BatchNormalization", [0.5, 2.0], family="batch_norm")
+        # non-decreasing; with [0.5, -2.0]: not monotone, "channel 1 is scaled by -2"
+    """
+    low, detail = math.inf, ""
+    for channel, scale in enumerate(scales):
+        scale = float(scale)
+        if not 0 < scale < math.inf:  # zero, negative, infinite or NaN
+            detail = f"channel {channel} is scaled by {_num(scale)}"
+            break
+        low = min(low, scale)
+    for channel, offset in enumerate(offsets):
+        if not detail and not math.isfinite(offset):
+            detail = f"channel {channel} is shifted by {_num(float(offset))}"
+    described = f"{name}(min scale={_num(low)})" if not detail and low != math.inf else name
+    return Function(described, _X if detail else _N, zero_at_zero=zero_at_zero, exact=exact,
+                    weight_dependent=True, inference_only=inference_only, family=family,
+                    detail=detail)
 
 
 NEGATIVE = Function("negative", Monotonicity.NON_INCREASING, zero_at_zero=True, exact=True)

@@ -56,13 +56,14 @@ class _Body:
             collections.defaultdict(list)
         self.control_consumers: dict[str, list[str]] = collections.defaultdict(list)
         self.with_control_inputs: set[str] = set()
-        self.activations: list[node_def_pb2.NodeDef] = []  # their op is an activation's
+        # Nodes whose op is an activation's or a per-channel affine map's.
+        self.activations: list[node_def_pb2.NodeDef] = []
         consumers, control, by_name = self.consumers, self.control_consumers, self.nodes
-        activations = self.activations
+        activations, candidate_ops = self.activations, ops.CANDIDATE_OPS
         for node in nodes:
             name = node.name
             by_name[name] = node
-            if node.op in ops.ACTIVATION_OPS:
+            if node.op in candidate_ops:
                 activations.append(node)
             for i, text in enumerate(node.input):
                 if text[0] == "^":
@@ -100,10 +101,29 @@ class _Body:
             self.consumers[new].append((node, index))
 
     def constant(self, text: str) -> Any:
+        """The value of a Const input, read through Identity nodes; None if not one."""
         node = self.nodes.get(text.lstrip("^").partition(":")[0])
+        for _ in range(_IDENTITY_DEPTH):
+            if node is None or node.op != "Identity" or not node.input:
+                break
+            node = self.nodes.get(node.input[0].lstrip("^").partition(":")[0])
         if node is None or node.op != "Const":
             return None
         return tensor_util.MakeNdarray(node.attr["value"].tensor)
+
+    def producer_of(self, text: str) -> node_def_pb2.NodeDef | None:
+        return self.nodes.get(text.partition(":")[0])
+
+    def shape(self, text: str) -> list[int] | None:
+        """The static shape of a data input (-1: an unknown dim) from ``_output_shapes``."""
+        name, output = self.output_key(text)
+        node = self.nodes.get(name)
+        if node is None or not isinstance(output, int) or "_output_shapes" not in node.attr:
+            return None
+        shapes = node.attr["_output_shapes"].list.shape
+        if output >= len(shapes) or shapes[output].unknown_rank:
+            return None
+        return [dim.size for dim in shapes[output].dim]
 
     def elements(self, node: node_def_pb2.NodeDef) -> int | None:
         """Elements per sample of the node's first output; None if not known."""
@@ -127,6 +147,7 @@ class _Body:
 
 
 _CONTROLLED = "'{}' has control inputs"
+_IDENTITY_DEPTH = 8  # Identity nodes followed to a Const (frozen graphs read them so)
 _UNKNOWN = object()
 _NO_USES: list[Any] = []
 
@@ -147,12 +168,39 @@ class _View(view.View):
         self._functions: dict[int, algebra.Function] = {}
         self._steps: dict[int, Step | None] = {}
         self._elements: dict[int, int | None] = {}
+        self._facts: dict[int, view.Facts] = {}  # of affine maps and pools
         self._activations = []
         for node in body.activations:
-            function = ops.activation_of(node)
+            if node.op in ops.AFFINE_OPS:
+                described = ops.affine_of(node, body.constant, body.shape)
+                if described is None or self._in_epilogue(node):
+                    continue
+                function = described[0]
+                self._facts[id(node)] = self._affine_facts(node, described[1])
+            else:
+                function = ops.activation_of(node)
             if function is not None:
                 self._functions[id(node)] = function
                 self._activations.append(node)
+
+    def _in_epilogue(self, node: node_def_pb2.NodeDef) -> bool:
+        """A bias or scale right after a convolution or matmul is part of it, as a Keras
+        layer's bias is: TF's remapper, TFLite and ONNX Runtime fuse it there, where it
+        costs nothing. (A batch normalization is left to the runtime policy.)"""
+        producer = self.body.producer_of(node.input[0])
+        return producer is not None and producer.op in ops.CONTRACTION_OPS and \
+            node.op not in ops.FUSED_BATCH_NORM_OPS
+
+    def _affine_facts(self, node: node_def_pb2.NodeDef, axes: frozenset[int]) -> view.Facts:
+        body = self.body
+        notes = (f"the decision on '{node.name}' rests on its constant values at rewrite "
+                 "time",)
+        veto = ""
+        if not ops.has_one_output(node.op) and any(
+                body.output_key(c.input[i])[1] != 0 for c, i in body.data_consumers(node.name)):
+            veto = f"another output of '{node.name}' than its first is read"
+        return view.Facts(notes=notes, veto=veto, varies_along=axes,
+                          needs_rank=ops.needs_rank(node, body.constant))
 
     def activations(self) -> list[node_def_pb2.NodeDef]:
         return list(self._activations)
@@ -200,13 +248,17 @@ class _View(view.View):
         return name if producer is None else self.label(producer)
 
     def facts(self, node: node_def_pb2.NodeDef) -> view.Facts:
-        op, name = node.op, node.name
+        op, name, key = node.op, node.name, id(node)
         veto = _CONTROLLED.format(self.label(node)) \
-            if id(node) in self._functions and name in self.body.with_control_inputs else ""
+            if key in self._functions and name in self.body.with_control_inputs else ""
         if veto:
             return view.Facts(veto=veto, runtime_swap=ops.GRAPPLER_SWAPS.get(op, ""),
                                  runtime_swap_reason=ops.GRAPPLER_HAZARD)
-        return ops.FACTS_OF_OP.get(op, view.NO_FACTS)
+        facts = self._facts.get(key)
+        if facts is None and op in ops.POOL_OPS:
+            facts = self._facts[key] = ops.pool_facts(node, self.body.constant,
+                                                      self.body.shape)
+        return facts or ops.FACTS_OF_OP.get(op, view.NO_FACTS)
 
     # -- values
 
@@ -291,8 +343,9 @@ def _rewrite(body: _Body, f: node_def_pb2.NodeDef, chain: Sequence[node_def_pb2.
     body.reconnect(f, 0, body.first_output(landing))
     if "_output_shapes" in landing.attr:
         shapes = f.attr["_output_shapes"].list.shape
-        del shapes[:]
-        shapes.add().CopyFrom(landing.attr["_output_shapes"].list.shape[0])
+        if not shapes:
+            shapes.add()
+        shapes[0].CopyFrom(landing.attr["_output_shapes"].list.shape[0])
 
     new_activation_output = body.first_output(f)
     for consumer, i in consumers:

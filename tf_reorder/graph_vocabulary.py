@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from tensorflow.core.framework import node_def_pb2
 from tensorflow.python.framework import op_def_registry
 
@@ -137,7 +138,171 @@ ELEMENTWISE_OPS = frozenset({
 FACTS_OF_OP = {
     **{op: view.Facts(elementwise=True) for op in ELEMENTWISE_OPS},
     **{op: view.Facts(grows=True) for op in ("Pad", "PadV2", "MirrorPad")},  # they enlarge
+    "Identity": view.Facts(keeps_axes=True),
     **{op: view.Facts(runtime_swap=swap, runtime_swap_reason=GRAPPLER_HAZARD,
                          elementwise=op in ELEMENTWISE_OPS)
        for op, swap in GRAPPLER_SWAPS.items()},
 }
+
+
+# ---------------------------------------------------------------------------
+# Per-channel affine maps with constant parameters.
+
+FUSED_BATCH_NORM_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
+_SCALING_OPS = frozenset({"Mul"})
+_SHIFTING_OPS = frozenset({"Add", "AddV2", "BiasAdd", "Sub"})
+AFFINE_OPS = FUSED_BATCH_NORM_OPS | _SCALING_OPS | _SHIFTING_OPS
+# Ops that TF's remapper fuses a following bias, scale or batch normalization into (and
+# that TFLite and ONNX Runtime fold one into): moving that off would undo the fusion.
+CANDIDATE_OPS = ACTIVATION_OPS | AFFINE_OPS  # what the planner is asked to move
+CONTRACTION_OPS = frozenset({
+    "Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2",
+    "BatchMatMulV3", "Conv2DBackpropInput", "Conv3DBackpropInputV2", "_FusedConv2D",
+    "_FusedMatMul", "_FusedDepthwiseConv2dNative", "Einsum"})
+
+
+def attr_or_default(node: node_def_pb2.NodeDef, name: str) -> Any:
+    """The node's attr `name` (an AttrValue), or the op's default where it is stripped."""
+    if name in node.attr:
+        return node.attr[name]
+    op_def = op_def_registry.get(node.op)
+    for attr in op_def.attr if op_def is not None else ():
+        if attr.name == name and attr.HasField("default_value"):
+            return attr.default_value
+    return None
+
+
+def channel_of(node: node_def_pb2.NodeDef, rank: int) -> int:
+    """The channel axis of an op with a ``data_format`` attr (``NHWC``: the last)."""
+    data_format = attr_or_default(node, "data_format")
+    text = data_format.s.decode() if data_format is not None else ""
+    return 1 if text.startswith("NC") else rank - 1
+
+
+def affine_of(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
+              shape: Callable[[str], list[int] | None]) -> tuple[algebra.Function,
+                                                                frozenset[int]] | None:
+    """A per-channel affine map with constant parameters, and the axes it varies along
+    (counted from the end: -1 is the last).
+
+    `constant(input)` is a Const input's value (None if not one); `shape(input)` the
+    static shape of an input, if known. None if `node` is not one: a variable parameter,
+    a FusedBatchNorm in training, the data in the second input, a broadcast that grows
+    the data.
+    """
+    op = node.op
+    if op in FUSED_BATCH_NORM_OPS:
+        return _fused_batch_norm(node, constant, shape)
+    if len(node.input) != 2 or node.input[1].startswith("^"):
+        return None
+    value = constant(node.input[1])
+    if value is None or value.dtype.kind != "f":
+        return None
+    x_shape = shape(node.input[0])
+    if op == "BiasAdd":
+        if x_shape is None or value.ndim != 1:
+            return None
+        axes = frozenset({channel_of(node, len(x_shape)) - len(x_shape)})
+    else:
+        axes = _broadcast_axes(value.shape, x_shape)
+        if axes is None:
+            return None
+    flat = value.astype("float64").ravel()
+    if op == "Mul":
+        return algebra.per_channel_affine("Mul(by a constant)", flat.tolist(),
+                                          zero_at_zero=True, family="mul"), axes
+    name = "BiasAdd" if op == "BiasAdd" else f"{op}(a constant)"
+    return algebra.per_channel_affine(
+        name, [1.0] * flat.size, flat.tolist(), zero_at_zero=not flat.any(),
+        family="bias_add" if op == "BiasAdd" else op.lower()), axes
+
+
+def needs_rank(node: node_def_pb2.NodeDef, constant: Callable[[str], Any]) -> bool:
+    """Whether an affine op works only on tensors of the rank it reads: a FusedBatchNorm
+    (4-D), a BiasAdd in NCHW, a constant of rank 2 or more (it would broadcast a tensor of
+    lower rank larger)."""
+    if node.op in FUSED_BATCH_NORM_OPS:
+        return True
+    if node.op == "BiasAdd":
+        return channel_of(node, 4) == 1
+    value = constant(node.input[1])
+    return value is None or value.ndim >= 2
+
+
+def _broadcast_axes(value_shape: tuple[int, ...],
+                    x_shape: list[int] | None) -> frozenset[int] | None:
+    """The axes of x along which a constant of `value_shape` varies; None if the
+    broadcast could enlarge x (or x's shape is unknown and the constant is no scalar)."""
+    if not value_shape:
+        return frozenset()
+    if x_shape is None or len(value_shape) > len(x_shape):
+        return None
+    offset = len(x_shape) - len(value_shape)
+    axes = set()
+    for i, size in enumerate(value_shape):
+        if size == 1:
+            continue
+        if x_shape[offset + i] != size:
+            return None  # x's dim is unknown, 1 or another size: the result grows
+        axes.add(i - len(value_shape))  # counted from the end
+    return frozenset(axes)
+
+
+def _fused_batch_norm(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
+                      shape: Callable[[str], list[int] | None]) -> tuple[
+                          algebra.Function, frozenset[int]] | None:
+    training = attr_or_default(node, "is_training")
+    if training is None or training.b or len(node.input) < 5:
+        return None
+    scale, offset, mean, variance = (constant(text) for text in node.input[1:5])
+    if any(v is None for v in (scale, offset, mean, variance)):
+        return None
+    epsilon = attr_or_default(node, "epsilon")
+    x_shape = shape(node.input[0])
+    rank = len(x_shape) if x_shape is not None else len(
+        attr_or_default(node, "data_format").s or b"NHWC")
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scales = scale.astype("float64") / np.sqrt(
+            variance.astype("float64") + (epsilon.f if epsilon is not None else 1e-4))
+        offsets = offset.astype("float64") - mean.astype("float64") * scales
+        function = algebra.per_channel_affine(
+            node.op, scales.tolist(), offsets.tolist(),
+            zero_at_zero=not offset.any() and not mean.any(), family="fused_batch_norm",
+            exact=False)
+    return function, frozenset({channel_of(node, rank) - rank})
+
+
+_SPATIAL_POOLS = frozenset({"MaxPool", "MaxPool3D", "MaxPoolWithArgmax", "MaxPoolV2",
+                            "AvgPool", "AvgPool3D"})
+
+
+def pool_facts(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
+               shape: Callable[[str], list[int] | None]) -> view.Facts:
+    """A pool's channel axis, counted from the end: the axis of its input that it never
+    mixes (None: unknown or mixed, as in a depthwise max pool or a reduction over the
+    last axis)."""
+    if node.op == "Max":
+        x_shape = shape(node.input[0])
+        axes = constant(node.input[1]) if len(node.input) > 1 else None
+        if x_shape is None or axes is None:
+            return NO_CHANNEL
+        rank = len(x_shape)
+        reduced = {int(a) % rank for a in np.ravel(axes)} if rank else set()
+        return view.Facts(channel_axis=None if rank - 1 in reduced or rank < 2 else -1)
+    if node.op not in _SPATIAL_POOLS:
+        return NO_CHANNEL
+    rank = 5 if node.op.endswith("3D") else 4
+    channel = channel_of(node, rank)
+    if node.op == "MaxPoolV2":
+        windows = [constant(text) for text in node.input[1:3]]
+        if len(windows) != 2 or any(w is None for w in windows):
+            return NO_CHANNEL
+        windows = [list(np.ravel(w)) for w in windows]
+    else:
+        windows = [list(attr_or_default(node, name).list.i) for name in ("ksize", "strides")]
+    if any(len(w) != rank or w[channel] != 1 for w in windows):
+        return NO_CHANNEL  # it pools across channels
+    return view.Facts(channel_axis=channel - rank)
+
+
+NO_CHANNEL = view.Facts()

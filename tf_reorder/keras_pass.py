@@ -29,8 +29,8 @@ from keras.src.models.functional import Functional
 from tf_reorder import planner
 from tf_reorder.errors import ReorderError
 from tf_reorder.keras_vocabulary import (
-    ELEMENTWISE_LAYER_TYPES, PRODUCER_TYPES, describe_activation, describe_step, elements,
-    min_alpha)
+    ELEMENTWISE_LAYER_TYPES, PRODUCER_TYPES, describe_activation, describe_batch_norm,
+    describe_step, elements, min_alpha)
 from tf_reorder.view import DataView, Facts, Node, Value
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
@@ -317,7 +317,12 @@ class _View:
         if function is not None:
             return self._node(self._activation(call, function, inputs)).outputs
         training = getattr(call.node.arguments, "kwargs", {}).get("training")
-        info = describe_step(layer, len(call.inputs[0].shape), training) if call.inputs else None
+        rank = len(call.inputs[0].shape) if call.inputs else 0
+        affine = describe_batch_norm(layer, rank, training) if call.inputs else None
+        if affine is not None:  # axes count from the end, as in the GraphDef front end
+            return self._node(self._activation(
+                call, affine[0], inputs, varies_along=frozenset({affine[1] - rank}))).outputs
+        info = describe_step(layer, rank, training) if call.inputs else None
         if info is not None:
             out = call.outputs[0]
             compute = getattr(layer, "compute_dtype", None) or out.dtype
@@ -325,7 +330,9 @@ class _View:
                 layer.name, kind, inputs, step=info.step, handle=("call", call),
                 elements=elements(out, body.calls_per_sample),
                 dtype=compute if compute == out.dtype else f"{compute} (output {out.dtype})",
-                keeps_axes=info.keeps_axes, channel_axis=info.channel_axis)).outputs
+                keeps_axes=info.keeps_axes,
+                channel_axis=None if info.channel_axis is None else info.channel_axis - rank,
+            )).outputs
         opaque = Node(layer.name, kind, inputs, outputs=len(call.outputs), handle=("call", call))
         if type(layer) in ELEMENTWISE_LAYER_TYPES:
             opaque.facts = _ELEMENTWISE
@@ -337,19 +344,23 @@ class _View:
         if function.weight_dependent:
             measures["notes"] = (f"the decision on '{call.layer.name}' rests on its trained "
                                  "weights at rewrite time",)
+        if type(call.layer) is layers.BatchNormalization and not function.inference_only:
+            measures["notes"] += (f"'{call.layer.name}' is frozen (trainable=False), so it "
+                                  "uses its moving statistics in training too",)
         return measures
 
-    def _activation(self, call: Call, function: Any, inputs: list[Value]) -> Node:
+    def _activation(self, call: Call, function: Any, inputs: list[Value],
+                    **facts: Any) -> Node:
         layer = call.layer
         history = getattr(call.inputs[0], "_keras_history", None) if call.inputs else None
-        facts: dict[str, Any] = {
-            "producer": history.operation.name if history and history.operation else None}
+        facts["producer"] = history.operation.name if history and history.operation else None
         if type(layer) is layers.PReLU:
             rank = len(call.outputs[0].shape)
             shared = set(layer.shared_axes or ())
             function = dataclasses.replace(function, name=(
                 f"PReLU(shared_axes={sorted(shared) or None}, min alpha={min_alpha(layer):g})"))
-            facts["varies_along"] = frozenset(a for a in range(1, rank) if a not in shared)
+            facts["varies_along"] = frozenset(a - rank for a in range(1, rank)
+                                              if a not in shared)
             if self.calls_of_layer[id(layer)] > 1:
                 facts["late_veto"] = (f"PReLU '{layer.name}' is shared by several calls; "
                                       "moving it would unshare its alphas")
@@ -406,8 +417,8 @@ class _View:
                 ", ".join(f"'{c.label}'" for c in others)
         if returned > 1:
             return f"'{label}' is returned more than once by '{name}'"
-        if node.kind == "PReLU":
-            return "a PReLU does not move across a model boundary"
+        if node.kind in ("PReLU", "BatchNormalization"):
+            return f"a {node.kind} does not move across a model boundary"
         outer = self.body.model
         if isinstance(outer, keras.Sequential) and not node.facts.fused \
                 and not isinstance(node.handle[1].layer, layers.Layer):

@@ -77,7 +77,10 @@ class _Builder:
             return self.rebuilt[id(model)]
         replay = _Replay(self, body)
         new = replay.sequential() if isinstance(model, keras.Sequential) else replay.functional()
-        new.trainable = model.trainable
+        if new.trainable != model.trainable:
+            # The setter reaches every layer, the input's too: only ever to freeze them
+            # as the input model already did.
+            new.trainable = model.trainable
         _copy_compile_state(model, new)
         self.rebuilt[id(model)] = new
         return new
@@ -233,9 +236,19 @@ class _Replay:
             landing = self.landing_of[id(node)]
             return prelu_for(source, landing.handle[1].outputs[0], landing.handle[1].layer,
                              name or source.name)
+        if type(source) is layers.BatchNormalization:
+            pooled = self.landing_of[id(node)].handle[1].outputs[0].shape
+            if len(pooled) != len(node.handle[1].inputs[0].shape):
+                # A global pool drops the spatial axes: the channels end up last.
+                return copy_with_weights(source, name or self.names.fresh(source.name),
+                                         pooled, axis=len(pooled) - 1)
         if name is None and kind != "boundary":
             return source
-        return rebuilt(source, "to move it", name=name or self.names.fresh(source.name))
+        name = name or self.names.fresh(source.name)
+        if getattr(source, "weights", None):  # a BatchNormalization: the copy holds them
+            landing = self.landing_of[id(node)]
+            return copy_with_weights(source, name, landing.handle[1].outputs[0].shape)
+        return rebuilt(source, "to move it", name=name)
 
 
 # ---------------------------------------------------------------------------
@@ -267,6 +280,16 @@ def rebuilt(layer: Any, why: str, **changes: Any) -> Any:
 def activation_layer(fn: Callable[..., Any], name: str, dtype_policy: Any) -> Any:
     builtin = builtin_activation_name(fn)
     return layers.Activation(builtin or fn, name=name, dtype=dtype_policy)
+
+
+def copy_with_weights(layer: Any, name: str, input_shape: Any, **changes: Any) -> Any:
+    """A renamed copy of ``layer`` (with ``changes`` to its config), built for
+    ``input_shape``, holding its weights."""
+    new = rebuilt(layer, "to move it", name=name, **changes)
+    new.build(input_shape)
+    for target, source in zip(new.weights, layer.weights, strict=True):
+        target.assign(source)
+    return new
 
 
 def prelu_for(source: Any, pooled: Any, pool_layer: Any, name: str) -> Any:
@@ -309,4 +332,5 @@ def _copy_compile_state(model: Any, new: Any) -> None:
         logging.warning("could not compile the rewritten model like '%s': %s", model.name, error)
 
 
-__all__: Sequence[str] = ("rebuild", "rebuilt", "activation_layer", "prelu_for")
+__all__: Sequence[str] = ("rebuild", "rebuilt", "activation_layer", "copy_with_weights",
+                          "prelu_for")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers
 from keras.src.activations import activations as keras_activations
 from keras.src.ops import core as ops_core
@@ -215,6 +216,41 @@ def _constants(operation: Any, names: tuple[str, ...]) -> tuple[float, ...] | No
             return None
         values.append(float(value))
     return tuple(values) if type(operation) in _OP_PARAMETERS else None
+
+
+def describe_batch_norm(layer: Any, rank: int,
+                        training: Any = None) -> tuple[algebra.Function, int] | None:
+    """A built `BatchNormalization` as a per-channel affine map, and its channel axis.
+
+    At inference (and always when the layer is frozen: ``trainable=False``) it computes
+    ``x * a_c + b_c`` with ``a_c = gamma_c / sqrt(moving_variance_c + epsilon)``;
+    None if it is not built or is called with ``training=True``.
+
+    Example:
+
+        describe_batch_norm(bn, rank=4)   # (BatchNormalization(min scale=0.999), 3)
+    """
+    if type(layer) is not layers.BatchNormalization or not layer.built:
+        return None
+    if training is not None and training is not False:
+        return None  # batch statistics whenever it is trainable
+    def weight(variable: Any) -> np.ndarray:
+        return keras.ops.convert_to_numpy(variable).astype("float64")
+
+    mean = weight(layer.moving_mean)
+    beta = weight(layer.beta) if layer.center else np.zeros_like(mean)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scales = 1.0 / np.sqrt(weight(layer.moving_variance) + layer.epsilon)
+        if layer.scale:
+            scales = scales * weight(layer.gamma)
+        offsets = beta - mean * scales
+        # f(0) == 0 exactly: x * a + (beta - mean * a) with mean == beta == 0.
+        function = algebra.per_channel_affine(
+            "BatchNormalization", scales.tolist(), offsets.tolist(),
+            zero_at_zero=not mean.any() and not beta.any(),
+            inference_only=bool(layer.trainable), family="batch_normalization",
+            exact=False)  # backends may fuse the multiply and add
+    return function, layer.axis % rank
 
 
 def min_alpha(layer: Any) -> float:

@@ -186,18 +186,29 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
     function = view.function(node) if not facts.varies_along else \
         _refined(view, node, facts, walk, first_pool)
     reachable = steps if walk.limit is None else steps[:walk.limit + 1]
+    if facts.varies_along:
+        reachable = reachable[:_channel_kept(view, walk.nodes, reachable)]
+    rank_breaker = None
+    if facts.needs_rank:
+        kept = _rank_kept(view, walk.nodes, reachable)
+        if kept < len(reachable):
+            rank_breaker = walk.nodes[kept]
+        reachable = reachable[:kept]
     landing, verdict = algebra.landing_index(function, reachable, inference=inference)
     pool_label = view.label(first_pool)
-    f_verdict = algebra.commutes_with_max(function, Step(step_of(first_pool).kind, pool_label))
+    f_verdict = algebra.commutes_with_max(function, Step(step_of(first_pool).kind, pool_label),
+                                          inference=inference)
     if not f_verdict:
         verdict, landing = f_verdict, 0
     elif landing == 0 and verdict.reason == algebra.NO_MAX:
-        if walk.stop:
+        if rank_breaker is not None:
+            verdict = Verdict(False, f"{function.name} works on tensors of the rank it reads "
+                              f"only, and {view.kind(rank_breaker)} "
+                              f"'{view.label(rank_breaker)}' may change the rank")
+        elif walk.stop:
             verdict = Verdict(False, walk.stop)
         elif near is not None:
-            verdict = Verdict(False, f"{view.kind(walk.blocker)} '{view.label(walk.blocker)}' "
-                              f"between {function.name} and '{pool_label}' is not data "
-                              "movement, padding or a max")
+            verdict = _blocked(view, function, walk.blocker, pool_label, inference)
 
     crossed = walk.nodes[:landing] if landing else walk.nodes
     landing_node = crossed[-1] if landing else first_pool
@@ -241,6 +252,9 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
             notes = (*notes, "inference only: " + ", ".join(f"'{n}'" for n in identities) +
                      (" is" if len(identities) == 1 else " are") +
                      " the identity at inference, not in training")
+    if verdict and function.inference_only:
+        notes = (*notes, f"inference only: '{view.label(node)}' is this affine map at "
+                 "inference; in training it normalizes by batch statistics")
     site = Site(
         scope=view.scope, activation=view.label(node), function=function.name,
         fused=facts.fused, producer=view.producer_label(node),
@@ -253,6 +267,19 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
         return site, []
     return site, crossed if plain else [n for n, s in zip(crossed, steps)
                                         if s is not _CROSSED_AS_DATA]
+
+
+def _blocked(view: View, function: algebra.Function, blocker: Any, pool_label: str,
+             inference: bool) -> Verdict:
+    """Why `function` stops short of a near max at `blocker`."""
+    where = (f"{view.kind(blocker)} '{view.label(blocker)}' between {function.name} and "
+             f"'{pool_label}'")
+    stays = view.function(blocker)
+    if stays is None:
+        return Verdict(False, f"{where} is not data movement, padding or a max")
+    why = algebra.commutes_with_max(stays, Step(StepKind.MAX_POOL, pool_label),
+                                    inference=inference)
+    return Verdict(False, f"{where} stays before it" + (f": {why.reason}" if not why else ""))
 
 
 def _walk(view: View, node: Any, moving: dict[int, Any], waiting: set[int],
@@ -372,6 +399,36 @@ def _refined(view: View, node: Any, facts: Facts, walk: _Walk,
     channel = view.facts(pool).channel_axis
     uniform = axes_stay and channel is not None and facts.varies_along <= {channel}
     return dataclasses.replace(function, uniform=uniform)
+
+
+def _channel_kept(view: View, nodes: Sequence[Any], steps: Sequence[Step]) -> int:
+    """How many of the first steps a per-channel function may cross: up to a pool with
+    another channel axis than the first pool's, or a node that may move axes after it
+    (`_refined` checks the first pool and what comes before it)."""
+    channel = None
+    for i, (node, step) in enumerate(zip(nodes, steps)):
+        if view.function(node) is not None or view.facts(node).keeps_axes:
+            continue
+        if step.kind not in _POOLS:
+            if channel is None:
+                continue
+            return i
+        axis = view.facts(node).channel_axis
+        if channel is not None and axis != channel:
+            return i
+        channel = axis
+    return len(steps)
+
+
+def _rank_kept(view: View, nodes: Sequence[Any], steps: Sequence[Step]) -> int:
+    """How many of the first steps keep the rank of the tensor (the rest may not)."""
+    for i, (node, step) in enumerate(zip(nodes, steps)):
+        if view.function(node) is not None or view.facts(node).keeps_axes:
+            continue
+        if step.kind in algebra.MAX_STEPS and not step.reduction:
+            continue
+        return i
+    return len(steps)
 
 
 def _same_dtype(view: View, dtype: Any, crossed: Iterable[Any]) -> Verdict:

@@ -137,9 +137,13 @@ class Facts:
         short of a max is a near miss.
       grows: the step may enlarge the tensor (padding): for unknown sizes.
       keeps_axes: the step leaves every axis where it is.
-      channel_axis: a pool's channel axis, in its input.
+      channel_axis: a pool's channel axis, in its input, counted from the end (-1: the
+        last), so that it names the same axis before and after a reduction.
       varies_along: axes along which an activation differs by position (a PReLU's
-        unshared alphas).
+        unshared alphas, a batch normalization's channel), counted from the end.
+      needs_rank: the activation works on tensors of the rank it reads only (a
+        FusedBatchNorm, an add of a rank-4 constant): it crosses only what keeps every
+        axis, and max pools that are no reductions.
       runtime_swap: ``"max"`` or ``"reduction"``: the runtime itself swaps this op
         with such a max after it; `runtime_swap_reason` says why that matters, after
         "the pool would then read it, ".
@@ -155,6 +159,7 @@ class Facts:
     keeps_axes: bool = False
     channel_axis: int | None = None
     varies_along: frozenset[int] = frozenset()
+    needs_rank: bool = False
     runtime_swap: str = ""
     runtime_swap_reason: str = ""
 
