@@ -238,17 +238,15 @@ class _Replay:
                              name or source.name)
         if type(source) is layers.BatchNormalization:
             pooled = self.landing_of[id(node)].handle[1].outputs[0].shape
-            if len(pooled) != len(node.handle[1].inputs[0].shape):
-                # A global pool drops the spatial axes: the channels end up last.
-                return copy_with_weights(source, name or self.names.fresh(source.name),
-                                         pooled, axis=len(pooled) - 1)
+            same_rank = len(pooled) == len(node.handle[1].inputs[0].shape)
+            if name is None and same_rank:
+                return source
+            # A global pool drops the spatial axes: the channels end up last.
+            return copy_with_weights(source, name or self.names.fresh(source.name), pooled,
+                                     **({} if same_rank else {"axis": len(pooled) - 1}))
         if name is None and kind != "boundary":
             return source
-        name = name or self.names.fresh(source.name)
-        if getattr(source, "weights", None):  # a BatchNormalization: the copy holds them
-            landing = self.landing_of[id(node)]
-            return copy_with_weights(source, name, landing.handle[1].outputs[0].shape)
-        return rebuilt(source, "to move it", name=name)
+        return rebuilt(source, "to move it", name=name or self.names.fresh(source.name))
 
 
 # ---------------------------------------------------------------------------
