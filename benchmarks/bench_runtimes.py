@@ -2,20 +2,28 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_runtimes.py                       # everything, ~50 min
+    python benchmarks/bench_runtimes.py                       # everything, ~55 min
     python benchmarks/bench_runtimes.py --models=vgg_style --activations=sigmoid,relu \
         --runtimes=tflite,onnx --pairs=30
     python benchmarks/bench_runtimes.py --policy_out=tf_reorder/data/runtime_policy.json
     python benchmarks/bench_runtimes.py --target=per_runtime  # check the policy's promise
+    python benchmarks/bench_runtimes.py --models=cifar_bn,xception_bn \
+        --policy_base=tf_reorder/data/runtime_policy.json \
+        --policy_out=tf_reorder/data/runtime_policy.json      # re-measure one family
 
 Models (`--models`): `vgg_style` (four blocks of two 3x3 convolutions and a 2x2
 max pool; rebuilt with each of `--activations`), `resnet50` and `inception_v3`
 (keras.applications, weights=None, their own relus), `text_cnn` (Keras' IMDB
-CNN: Conv1D -> GlobalMaxPooling1D, relu) and `conv3d` (two Conv3D + MaxPool3D,
-relu). Runtimes (`--runtimes`): `keras` (eager), `tf` (tf.function), `xla`
-(tf.function with jit_compile), `tflite` (converter + LiteRT interpreter),
-`onnx` (tf2onnx + ONNX Runtime), `jax` (Keras on the JAX backend, jitted; run
-in a child process, since a process has one Keras backend).
+CNN: Conv1D -> GlobalMaxPooling1D, relu), `conv3d` (two Conv3D + MaxPool3D,
+relu), and the two batch norm models, `cifar_bn` (three blocks of
+[Conv2D(relu) -> BatchNormalization] x 2 -> MaxPooling2D: relu and batch norm
+move together) and `xception_bn` (Xception's entry flow without residuals: four
+SeparableConv2D -> BatchNormalization -> MaxPooling2D(3, 2) blocks: the batch
+norm moves alone, off the convolution that TFLite, ONNX Runtime and Grappler's
+remapper may fold it into). Runtimes (`--runtimes`): `keras` (eager), `tf`
+(tf.function), `xla` (tf.function with jit_compile), `tflite` (converter +
+LiteRT interpreter), `onnx` (tf2onnx + ONNX Runtime), `jax` (Keras on the JAX
+backend, jitted; run in a child process, since a process has one Keras backend).
 
 For each (model, activation, runtime) cell, in one process: the original
 model, `tf_reorder.reorder(model, target=--target)`, and the linear twin (the
@@ -31,9 +39,22 @@ per sample before and after; the activations' share of run time (median of
 activation elements removed: the ratio the rewrite would reach if time were
 proportional to activation elements.
 
+The batch norm models (`bench_models.INFERENCE_MODELS`; no flag) are reordered
+with `inference=True`, and their one cell per runtime is keyed by the family
+that moves, activation "batch_normalization", so the policy gets a
+"batch_normalization" entry per runtime (the worse of the two models; in cifar_bn
+the relus that the batch norm unblocks move with it and are part of the
+measurement). For them the linear twin also makes every BatchNormalization the
+identity, and the activation elements count the batch norms' outputs too (the
+report counts their sites). The packaged policy has no "batch_normalization"
+entry until a run writes one, so with `--target=per_runtime` (or any runtime
+target) their cells move nothing and are marked unchanged (A/A).
+
 Outputs in `--out` (a directory): RESULTS.json, RESULTS.md (tables) and
 RESULTS.png (ratio per cell, limit marked). `--policy_out` also writes the
-runtime policy that `reorder(model, target=...)` reads, with its provenance.
+runtime policy that `reorder(model, target=...)` reads, with its provenance; a
+"batch_normalization" entry is copied to "fused_batch_norm", the GraphDef pass's
+name for the op a SavedModel of the same model holds (`with_graph_aliases`).
 Threads are pinned (`--threads`, default 1) in TF, the TFLite interpreter,
 ONNX Runtime (spinning off) and XLA (JAX child) alike.
 """
@@ -55,7 +76,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["vgg_style", "resnet50", "inception_v3", "text_cnn", "conv3d"],
+flags.DEFINE_list("models", ["vgg_style", "resnet50", "inception_v3", "text_cnn", "conv3d",
+                            "cifar_bn", "xception_bn"],
                   "Models to time (see the module docstring).")
 flags.DEFINE_list("activations", ["relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh",
                                   "softplus"],
@@ -79,11 +101,40 @@ flags.DEFINE_string("target", "any", "The runtime policy `reorder` is called wit
                     "'per_runtime': each runtime's cells use the policy of that runtime.")
 flags.DEFINE_string("out", "benchmarks/results", "Directory for RESULTS.json/.md/.png.")
 flags.DEFINE_string("policy_out", None, "If set: write the runtime policy JSON here.")
+flags.DEFINE_string("policy_base", None, "With --policy_out: start from this policy file "
+                    "and replace only the (runtime, family) entries measured now "
+                    "(tf_reorder.policy.update_policy), e.g. to re-measure one family.")
 flags.DEFINE_float("policy_threshold", 1.01, "The policy moves an activation on a runtime "
                    "where its worst measured median ratio is at most this.")
 flags.DEFINE_string("cells_out", None, "Internal: the JAX child writes its cells here.")
 
 PER_RUNTIME = "per_runtime"
+# Policy families the graph pass uses for what the Keras pass measures under another
+# name: a Keras BatchNormalization is a FusedBatchNormV3 in the SavedModel's graph.
+GRAPH_ALIASES = {"batch_normalization": ("fused_batch_norm",)}
+
+
+def with_graph_aliases(data: dict[str, Any]) -> dict[str, Any]:
+    """The policy file's contents with each measured family's graph-pass aliases added.
+
+    Every runtime's "batch_normalization" entry is copied to "fused_batch_norm" (the
+    same measurement); an alias measured in its own right is kept. `data` is not
+    changed.
+
+    Example:
+
+        data = with_graph_aliases(policy.policy_from_measurements(cells, provenance))
+        data["runtimes"]["tflite"]["fused_batch_norm"]   # == [...]["batch_normalization"]
+    """
+    runtimes = {}
+    for runtime, families in data["runtimes"].items():
+        families = dict(families)
+        for family, aliases in GRAPH_ALIASES.items():
+            for alias in aliases:
+                if family in families and alias not in families:
+                    families[alias] = dict(families[family])
+        runtimes[runtime] = families
+    return {**data, "runtimes": runtimes}
 
 
 def _versions() -> dict[str, str]:
@@ -170,22 +221,21 @@ def run_cells(runtime_names: list[str]) -> list[dict[str, Any]]:
     if not runtime_names:  # e.g. --runtimes=jax: the parent has nothing to time itself
         return cells
     for model_name in FLAGS.models:
-        activations = FLAGS.activations \
-            if model_name in bench_models.REBUILT_WITH_EACH_ACTIVATION else ["relu"]
-        for activation in activations:
+        inference = bench_models.reorders_for_inference(model_name)
+        for activation in bench_models.cell_activations(model_name, FLAGS.activations):
             model = bench_models.build(model_name, activation, FLAGS.image_size)
-            linear = bench_models.linearized(model)
-            total = bench_models.activation_elements(model)
+            linear = bench_models.linearized(model, inference=inference)
+            total = bench_models.activation_elements(model, inference=inference)
             x = bench_models.sample_input(model, FLAGS.batch)
             rewritten: dict[str, tuple[Any, Any]] = {}
             for runtime in runtime_names:
                 target = runtime if FLAGS.target == PER_RUNTIME else FLAGS.target
                 if target not in rewritten:
                     rewritten[target] = tf_reorder.reorder(model, return_report=True,
-                                                            target=target)
+                                                            target=target, inference=inference)
                 reordered, report = rewritten[target]
                 base = {
-                    "target": target,
+                    "target": target, "inference": inference,
                     "policy": report.sites[0].policy if report.sites else target,
                     "sites": len(report.sites), "sites_moved": len(report.moved),
                     "activation_elements": total, "elements_saved": report.elements_saved,
@@ -222,7 +272,8 @@ def run_jax_child(argv: list[str]) -> list[dict[str, Any]]:
                                 " --xla_cpu_multi_thread_eigen=false"
                                 " intra_op_parallelism_threads=1").strip()
         forwarded = [a for a in argv[1:] if not a.startswith(("--runtimes", "--out",
-                                                              "--policy_out", "--cells_out"))]
+                                                              "--policy_out", "--policy_base",
+                                                              "--cells_out"))]
         command = [sys.executable, os.path.abspath(__file__), *forwarded, "--runtimes=jax",
                    f"--cells_out={out}"]
         done = subprocess.run(command, env=env, check=False)
@@ -300,8 +351,11 @@ def main(argv: list[str]) -> None:
         provenance = {"command": command, "date": environment["date"],
                       "versions": environment["versions"], "machine": environment["machine"],
                       "threshold": FLAGS.policy_threshold}
-        data = policy.policy_from_measurements(cells, provenance,
-                                               threshold=FLAGS.policy_threshold)
+        data = with_graph_aliases(policy.policy_from_measurements(
+            cells, provenance, threshold=FLAGS.policy_threshold))
+        if FLAGS.policy_base:
+            with open(FLAGS.policy_base, encoding="utf-8") as f:
+                data = policy.update_policy(json.load(f), data)
         results_output.write_atomic(FLAGS.policy_out, json.dumps(data, indent=2) + "\n")
         print(f"wrote the runtime policy {FLAGS.policy_out}")
 

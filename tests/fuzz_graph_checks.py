@@ -23,9 +23,15 @@ holds the case's description and the report) unless:
 - the moves and the report agree with a count made here from the graphs alone.
   The pass runs once more on a copy whose nodes carry their names in an extra
   attr (`tag_origins`; it must decide the same), so nodes can be traced through
-  the pass's renames: every node keeps its op, and an activation moved where
+  the pass's renames: every node keeps its op, but for the Max and Min reductions
+  a Neg moved past (each one crossed an odd number of times by a non-increasing
+  activation is flipped, Max <-> Min, and no other), and an activation moved where
   the first non-activation output up its input chain is another op's than
-  before (`independent_moves`). The report must list exactly those, and its
+  before (`independent_moves`). What each one crossed is read off the new graph:
+  data movement, paddings and maxes only, ending at a max or a min (for a Neg:
+  data movement and reductions only, ending at a reduction); never an ArgMax,
+  ArgMin or average. The Negs the fuzzer says the rules must move
+  (`case.expected_moves`) moved. The report must list exactly the moves, and its
   `elements_saved` must equal the sum of their savings computed from the static
   shapes of the original graph's tensors (the FuncGraphs behind the library
   functions; `saving_per_sample`). Control edges still join the same
@@ -60,13 +66,22 @@ from tensorflow.core.framework import graph_pb2
 from tensorflow.core.protobuf import config_pb2
 
 import tf_reorder
-from fuzz_graphs import MOVABLE_OP_TYPES, GraphCase
+from fuzz_graphs import DECREASING_OP_TYPES, MOVABLE_OP_TYPES, GraphCase
 
 TOLERANCE = {"bfloat16": 1e-2, "float16": 1e-3, "float32": 1e-6, "float64": 1e-12}
-# Ops an activation may cross or land after, as far as this test's chain check goes.
-_STEP_OPS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "ExpandDims", "MirrorPad",
-                       "Pad", "PadV2", "MaxPool", "MaxPoolV2", "MaxPool3D", "Max",
-                       "MaxPoolWithArgmax"})
+# What an activation may land after: a max, or a min reduction. (Not an ArgMax or
+# ArgMin, an average or a mean: nothing moves past those.)
+_LANDING_OPS = frozenset({"MaxPool", "MaxPoolV2", "MaxPool3D", "Max", "Min",
+                          "MaxPoolWithArgmax"})
+_DATA_MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "ExpandDims",
+                                "MirrorPad"})
+# What it may cross on the way there, as far as this test's chain check goes.
+_STEP_OPS = _LANDING_OPS | _DATA_MOVEMENT_OPS | {"Pad", "PadV2"}
+# A non-increasing activation (Neg) crosses data movement and max and min reductions
+# only, lands after a reduction, and flips each reduction it crosses (Max <-> Min).
+_REDUCTION_OPS = frozenset({"Max", "Min"})
+_FLIPPED = {"Max": "Min", "Min": "Max"}
+_DECREASING_STEP_OPS = _DATA_MOVEMENT_OPS | _REDUCTION_OPS
 _SESSION_CONFIG = config_pb2.ConfigProto()
 _SESSION_CONFIG.graph_options.rewrite_options.disable_meta_optimizer = True
 _CALL_OPS = frozenset({"PartitionedCall", "StatefulPartitionedCall"})
@@ -326,6 +341,8 @@ class Move:
     scope: str
     activation: str  # its name before the pass
     lands_as: str  # the name before the pass of the op whose output it now reads
+    crossed: tuple[str, ...] = ()  # names before the pass of the ops it moved past,
+    # from the landing op back (activations that moved with it left out)
 
 
 _ORIGIN = "_fuzz_origin"  # an attr holding a node's name in the input graph
@@ -359,6 +376,27 @@ def _anchor(nodes: dict[str, Any], name: str, origin: Any) -> tuple[str, str]:
             return origin(node), output
 
 
+def _crossed(case: GraphCase, scope: str, new_nodes: dict[str, Any], name: str,
+             anchor: str) -> tuple[str, ...]:
+    """What the activation `name` (its name in the new graph) now computes on, up to
+    its anchor in the input (`anchor`, a name before the pass): the ops it moved past,
+    from the landing op back, by their names before the pass (moved activations that
+    sit between are left out: they moved too)."""
+    crossed: list[str] = []
+    node = new_nodes[name]
+    for _ in range(len(new_nodes) + 1):
+        producer = node.input[0].partition(":")[0]
+        if producer not in new_nodes:  # an argument
+            return tuple(crossed)
+        node = new_nodes[producer]
+        origin = node.attr[_ORIGIN].s.decode()
+        if origin == anchor:
+            return tuple(crossed)
+        if node.op not in MOVABLE_OP_TYPES:
+            crossed.append(origin)
+    raise _fail(case, f"the input chain of '{name}' in '{scope}' has a cycle")
+
+
 def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
                       after: graph_pb2.GraphDef) -> list[Move]:
     """The activations that moved, found from the nodes alone.
@@ -366,7 +404,9 @@ def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
     `after` is the pass's result on `tag_origins(before)`: each node still carries
     its name in `before`. An activation moved where what it computes on (the first
     non-activation output up its input chain: `_anchor`) is another op's output
-    than before; it lands as that op. Every node keeps its op; names are only
+    than before; it lands as that op, having crossed what now sits between it and
+    that anchor (`_crossed`). Every node keeps its op (a Max or Min reduction may
+    flip, Max <-> Min, where a Neg crossed it an odd number of times); names are only
     permuted.
     """
     moves = []
@@ -382,10 +422,15 @@ def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
         by_origin = {n.attr[_ORIGIN].s.decode(): n for n in new_bodies[scope]}
         if set(by_origin) != set(old_nodes):
             raise _fail(case, f"the nodes of '{scope}' are not the input's nodes renamed")
+        flipped = set()
         for origin, node in by_origin.items():
             if node.op != old_nodes[origin].op:
-                raise _fail(case, f"'{origin}' in '{scope}' was a {old_nodes[origin].op}, "
-                            f"now a {node.op}")
+                if _FLIPPED.get(old_nodes[origin].op) != node.op:
+                    raise _fail(case, f"'{origin}' in '{scope}' was a "
+                                f"{old_nodes[origin].op}, now a {node.op}")
+                flipped.add(origin)
+        crossings: dict[str, int] = {}  # reduction -> times a Neg crossed it
+        here = []
         for node in nodes:
             if node.op not in MOVABLE_OP_TYPES:
                 continue
@@ -394,12 +439,35 @@ def independent_moves(case: GraphCase, before: graph_pb2.GraphDef,
                           lambda n: n.attr[_ORIGIN].s.decode())
             if now == was:
                 continue
-            if now[0] not in old_nodes or old_nodes[now[0]].op not in _STEP_OPS:
+            if now[0] not in old_nodes or old_nodes[now[0]].op not in _LANDING_OPS:
                 raise _fail(case, f"'{node.name}' ({node.op}) in '{scope}' read {was}, now "
-                            f"{now}, which is not a pool or an op it may cross")
-            moves.append(Move(scope, node.name, now[0]))
+                            f"{now}, which is not a max or a min")
+            crossed = _crossed(case, scope, new_nodes, by_origin[node.name].name, was[0])
+            if not crossed or crossed[0] != now[0]:
+                raise _fail(case, f"'{node.name}' in '{scope}' lands after '{now[0]}', but "
+                            f"what it now reads up to {was} is {list(crossed)}")
+            decreasing = node.op in DECREASING_OP_TYPES
+            allowed = _DECREASING_STEP_OPS if decreasing else _STEP_OPS
+            wrong = [c for c in crossed if c not in old_nodes or old_nodes[c].op not in allowed]
+            if wrong or (decreasing and old_nodes[now[0]].op not in _REDUCTION_OPS):
+                raise _fail(case, f"'{node.name}' ({node.op}) in '{scope}' moved past "
+                            f"{[(c, old_nodes[c].op if c in old_nodes else '?') for c in crossed]}"
+                            f", which it may not cross" + (" (a non-increasing f crosses data "
+                            "movement and lands after a max or min reduction only)"
+                            if decreasing else ""))
+            if decreasing:
+                for c in crossed:
+                    if old_nodes[c].op in _REDUCTION_OPS:
+                        crossings[c] = crossings.get(c, 0) + 1
+            here.append(Move(scope, node.name, now[0], crossed))
+        odd = {c for c, times in crossings.items() if times % 2}
+        if flipped != odd:
+            raise _fail(case, f"in '{scope}', the reductions flipped (Max <-> Min) are "
+                        f"{sorted(flipped)}; those a Neg crossed an odd number of times, "
+                        f"{sorted(odd)}")
+        moves.extend(here)
         _check_control_edges(case, scope, nodes, new_nodes,
-                             {m.lands_as for m in moves if m.scope == scope})
+                             {m.lands_as for m in here} | flipped)
     return moves
 
 
@@ -443,6 +511,12 @@ def _check_report(case: GraphCase, report: Any, moves: list[Move],
     if reported != found:
         raise _fail(case, f"the report moved {sorted(reported)}, the graph shows "
                     f"{sorted(found)}", report)
+    kept = [name for name in case.expected_moves if ("graph", name) not in reported]
+    if kept:
+        reasons = {s.activation: s.reason for s in report.sites if s.scope == "graph"}
+        raise _fail(case, "the rules move " + ", ".join(
+            f"'{n}' ({reasons.get(n, 'no site in the report')})" for n in kept) +
+            ", but the pass kept it", report)
     if report.elements_saved != saved:
         raise _fail(case, f"the report saves {report.elements_saved} elements per sample, "
                     f"the graph's tensors {saved}", report)

@@ -6,23 +6,30 @@
 
 - producers: conv 1D/2D/3D (constant or captured weights), depthwise conv, bias
   add, fused batch norm, a shift, a Split's second output, or nothing;
-- activations: every op the pass moves (relu family, transcendental, rounding)
-  and ops it must not move (Neg, LeakyRelu with a negative slope, Square, Abs,
-  Sinh, Cos, Softmax, LogSoftmax, silu, gelu), one to three in a row;
+- activations: every op the pass moves (relu family, transcendental, rounding;
+  Neg, which moves past max and min reductions only and flips them), clamps
+  (`_clamp_op`: ClipByValue, tf.clip_by_value, minimum(maximum(x, lo), hi), Maximum or
+  Minimum with scalar or per-channel constant bounds, some keeping zero and some
+  not), and ops it must not move (LeakyRelu with a negative slope, Square, Abs, Sinh,
+  Cos, Softmax, LogSoftmax, silu, gelu; clamps by a bound computed from the tensor,
+  a NaN bound, per-position bounds, or the constant first), one to three in a row;
 - between: Identity, Pad with zeros (Pad, PadV2) or another value (-1, 0.5, 1,
   6, -inf, -0.0), MirrorPad, Transpose, Reshape, ExpandDims + Squeeze, per-channel
   maps the pass moves itself (Mul, Add, Sub, BiasAdd by constants, some scales <= 0;
   FusedBatchNormV3 in inference, some scales < 0), and StridedSlice;
 - pools: MaxPool (1D/2D/3D, VALID or SAME, random windows and strides),
-  MaxPoolV2, MaxPoolWithArgmax, reduce_max over random axes (not the batch:
-  `REDUCE_BATCH_AXIS`), and the average pools and means the pass must refuse.
+  MaxPoolV2, MaxPoolWithArgmax, reduce_max and reduce_min over random axes (not the
+  batch: `REDUCE_BATCH_AXIS`), and the average pools, means and tf.argmax / tf.argmin
+  (cast back to the float type) the pass must refuse.
 
 Chains sit in the top-level graph, in tf.cond or tf.switch_case branches, in a
 tf.while_loop body, or in nested tf.functions (two deep, or called twice); they
 feed one another; they get extra consumers (outputs, means), control edges in
-and out, and extra fetches. Four of ten chains are drawn to test one rule of the
-pass (`_RULES`): a padding into a shrinking pool, an average, an argmax, a
-non-monotone f, an extra consumer, fetch or control edge. Inputs are float32,
+and out, and extra fetches. Close to half the chains are drawn to test one rule of
+the pass (`_RULES`): a padding into a shrinking pool, an average, an argmax, a
+non-monotone f, an extra consumer, fetch or control edge, or Neg through data
+movement into a max or min reduction ("flip": where nothing else reads the path in
+the top-level graph, `GraphCase.expected_moves` says it must move). Inputs are float32,
 float16, bfloat16 or float64, sometimes with an unknown batch or unknown
 spatial sizes; outputs are a tensor, a tuple, a dict, or a dict holding a None.
 
@@ -56,10 +63,13 @@ import tensorflow as tf
 @dataclasses.dataclass(frozen=True)
 class ActivationKind:
     name: str
-    build: Callable[[Any, float], Any]  # (tensor, alpha) -> tensor
+    build: Callable[[Any, float], Any] | None  # (tensor, alpha) -> tensor; None: a clamp
     exact: bool
-    moves: bool  # monotone non-decreasing elementwise: the pass may move it
+    moves: bool  # the pass may move it: monotone elementwise (see `decreasing`)
     dtypes: tuple[str, ...] = ("bfloat16", "float16", "float32", "float64")
+    # Non-increasing: it moves past a max or min reduction only, which the pass flips
+    # (max(-x) == -min(x)); never past a max pool, a padding or an average.
+    decreasing: bool = False
 
 
 def _leaky(t: Any, alpha: float) -> Any:
@@ -88,8 +98,20 @@ ACTIVATIONS: dict[str, ActivationKind] = {a.name: a for a in [
                    dtypes=("float32", "float64")),
     ActivationKind("round", lambda t, _: tf.math.round(t), exact=False, moves=True),
     ActivationKind("sign", lambda t, _: tf.math.sign(t), exact=False, moves=True),
-    # Never moved: not monotone non-decreasing, or not elementwise.
-    ActivationKind("neg", lambda t, _: tf.negative(t), exact=True, moves=False),
+    # Exact, but -(+0.0) is -0.0: where its input may hold zeros, the case is judged
+    # within tolerance (see `_build_chain`).
+    ActivationKind("neg", lambda t, _: tf.negative(t), exact=True, moves=True,
+                   decreasing=True),
+    # Clamps by constants (`_clamp_op`): exact; they cross zero padding iff lo <= 0 <= hi.
+    # A bound computed at run time, a NaN bound, per-position bounds or the constant
+    # as the first input: never moved.
+    ActivationKind("clip_by_value", None, exact=True, moves=True),
+    ActivationKind("clip_pair", None, exact=True, moves=True),
+    ActivationKind("maximum", None, exact=True, moves=True),
+    ActivationKind("clip_channels", None, exact=True, moves=True),
+    ActivationKind("clip_dynamic", None, exact=True, moves=False),
+    ActivationKind("clip_nan", None, exact=True, moves=False),
+    # Never moved: not monotone, or not elementwise.
     ActivationKind("square", lambda t, _: tf.square(t), exact=True, moves=False),
     ActivationKind("abs", lambda t, _: tf.abs(t), exact=True, moves=False),
     ActivationKind("sinh", lambda t, _: tf.math.sinh(t), exact=True, moves=False),
@@ -100,25 +122,40 @@ ACTIVATIONS: dict[str, ActivationKind] = {a.name: a for a in [
     ActivationKind("gelu", lambda t, _: tf.nn.gelu(t), exact=True, moves=False),
 ]}
 _LEAKY_ALPHAS = (0.0, 0.1, 0.2, 0.3, -0.2)
+# Scalar bounds of the clamps: some keep zero (lo <= 0 <= hi), some do not (lo > 0 or
+# hi < 0), so a zero padding is crossed by some and not by others.
+CLAMP_BOUNDS = ((0.0, 6.0), (-1.0, 1.0), (-0.5, 2.0), (0.0, 0.0), (0.25, 1.5), (0.5, 3.0),
+                (-3.0, -0.25), (-np.inf, 0.5), (0.1, np.inf))
 
 # The op types of every activation above, for counting activations in a graph.
 ACTIVATION_OP_TYPES = frozenset({
     "Relu", "Relu6", "LeakyRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "Softsign",
     "Exp", "Expm1", "Erf", "Atan", "Asinh", "Floor", "Ceil", "Rint", "Round", "Sign", "Neg",
 })
+# The non-increasing ones: they move only past Max and Min reductions, which they flip.
+DECREASING_OP_TYPES = frozenset({"Neg"})
+# Clamps: the pass moves them where the bounds are constants (`_clamp_op`).
+CLAMP_OP_TYPES = frozenset({"ClipByValue", "Maximum", "Minimum"})
 # The per-channel affine ops the pass may move too, where a parameter is constant.
 AFFINE_OP_TYPES = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
                              "BiasAdd", "Add", "AddV2", "Sub", "Mul"})
-MOVABLE_OP_TYPES = ACTIVATION_OP_TYPES | AFFINE_OP_TYPES
+MOVABLE_OP_TYPES = ACTIVATION_OP_TYPES | CLAMP_OP_TYPES | AFFINE_OP_TYPES
 
-# Drawn in three groups: the relu family (bitwise cases), other movers, non-movers.
+# Drawn in four groups: the relu family (bitwise cases), other non-decreasing movers,
+# clamps, and the rest (never moved, or Neg: only past a max or min reduction).
 _RELU_FAMILY = [ACTIVATIONS[n] for n in ("relu", "relu6", "leaky_relu", "floor")]
-_MOVERS = [a for a in ACTIVATIONS.values() if a.moves and a not in _RELU_FAMILY]
-_OTHERS = [a for a in ACTIVATIONS.values() if not a.moves]
-_GROUPS = (_RELU_FAMILY, _MOVERS, _OTHERS)
+_CLAMPS = [a for a in ACTIVATIONS.values() if a.build is None]
+_MOVERS = [a for a in ACTIVATIONS.values() if a.moves and not a.decreasing
+           and a not in _RELU_FAMILY and a not in _CLAMPS]
+_OTHERS = [a for a in ACTIVATIONS.values() if (not a.moves or a.decreasing)
+           and a not in _CLAMPS]
+_GROUPS = (_RELU_FAMILY, _MOVERS, _CLAMPS, _OTHERS)
+_GROUPS_P = (0.47, 0.33, 0.06, 0.14)
 _NOT_ZERO_AT_ZERO = ("sigmoid", "softplus", "exp")  # drawn more often: the padding rule
 _NOT_ZERO_AT_ZERO_KINDS = [ACTIVATIONS[n] for n in _NOT_ZERO_AT_ZERO]
-_GROUPS_P = (0.5, 0.35, 0.15)
+# Within a group, a kind's weight (1 unless listed).
+_KIND_WEIGHTS = {**{n: 3.0 for n in _NOT_ZERO_AT_ZERO}, "clip_by_value": 3.0,
+                 "clip_pair": 2.0, "maximum": 2.0, "clip_channels": 2.0, "clip_nan": 0.5}
 # Reducing the batch axis (reduce_max over axis 0) is left out: the pass counts
 # elements per sample as the dimensions after the first, which is wrong once the
 # batch is reduced (tests/regressions/test_graph_batch_axis_reduction.py).
@@ -129,19 +166,24 @@ _BETWEEN = ("identity", "pad", "pad_v2_zero", "pad_value", "mirror_pad", "transp
             "scale_channels", "shift_channels", "batch_norm")
 _BETWEEN_P = (0.1, 0.19, 0.06, 0.12, 0.08, 0.07, 0.05, 0.05, 0.06, 0.03, 0.03, 0.03, 0.05,
               0.04, 0.04)
-_POOLS = ("max_pool", "max_pool_v2", "max_pool_argmax", "reduce_max", "avg_pool",
-          "reduce_mean")
-_POOLS_P = (0.48, 0.08, 0.07, 0.27, 0.05, 0.05)
+# What a non-increasing f may cross on its way to a reduction (the "flip" rule).
+_DATA_MOVEMENT = ("identity", "transpose", "reshape_same", "reshape_swap", "expand_squeeze")
+# "arg": tf.argmax or tf.argmin over one axis (cast back to the float type), which no
+# activation may cross or land after.
+_POOLS = ("max_pool", "max_pool_v2", "max_pool_argmax", "reduce_max", "reduce_min",
+          "avg_pool", "reduce_mean", "arg")
+_POOLS_P = (0.44, 0.07, 0.07, 0.24, 0.07, 0.04, 0.04, 0.03)
 _PRODUCERS = ("none", "conv", "conv_bias", "bias", "batch_norm", "depthwise", "shift", "split")
 _PRODUCERS_P = (0.13, 0.2, 0.28, 0.08, 0.1, 0.07, 0.07, 0.07)
 _EXTRAS = ("output", "mean", "control_from", "control_to", "fetch")
 _EXTRAS_P = (0.3, 0.2, 0.15, 0.15, 0.2)
-# With probability 0.4 a chain is drawn to test one rule of the pass: f across zero
+# With probability 0.45 a chain is drawn to test one rule of the pass: f across zero
 # padding or another pad value into a pool that shrinks, an average, an argmax, a
-# non-monotone f, or an extra consumer, fetch or control edge on the path.
+# non-monotone f, an extra consumer, fetch or control edge on the path, or Neg (after
+# data movement) into a max or min reduction, which it moves past and flips ("flip").
 _RULES = ("", "zero_pad", "pad_value", "average", "argmax", "monotone", "output", "fetch",
-          "control_from", "control_to")
-_RULES_P = (0.6, 0.1, 0.04, 0.04, 0.04, 0.04, 0.05, 0.03, 0.03, 0.03)
+          "control_from", "control_to", "flip")
+_RULES_P = (0.55, 0.1, 0.04, 0.04, 0.04, 0.04, 0.05, 0.03, 0.03, 0.03, 0.05)
 
 
 @dataclasses.dataclass
@@ -159,6 +201,9 @@ class GraphCase:
         moved activations meet others: see `fuzz_graph_checks`).
       extra_fetches: names of top-level tensors (activations, ops between, pools) to
         fetch and preserve besides the outputs.
+      expected_moves: top-level activations (op names) the rules say must move: a Neg
+        drawn by the "flip" rule right before a max or min reduction that shrinks, with
+        only data movement between and nothing else reading the path.
     """
 
     seed: int
@@ -169,6 +214,7 @@ class GraphCase:
     exact: bool
     activations: int
     extra_fetches: tuple[str, ...]
+    expected_moves: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -186,6 +232,7 @@ class _Recorder:
         self.exact = True
         self.activations = 0
         self.fetches: list[str] = []
+        self.expected_moves: list[str] = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +249,7 @@ class _Chain:
     flavor_seed: int
     outputs_allowed: bool  # extra outputs may leave the chain (not in cond / while)
     fetch_allowed: bool  # its tensors are top-level nodes
+    zero_free: bool = True  # its input holds no zeros (an argument, not another chain)
 
 
 def _static(t: Any) -> list[int | None]:
@@ -252,6 +300,10 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
         pools = ["avg_pool" if srng.random() < 0.5 else "reduce_mean"]
     elif rule == "argmax":
         pools = ["max_pool_argmax"]
+    elif rule == "flip":  # Neg, data movement, a max or min reduction (then maybe a pool)
+        between = [_DATA_MOVEMENT[srng.integers(len(_DATA_MOVEMENT))]
+                   for _ in range(int(srng.choice(2, p=(0.6, 0.4))))]
+        pools = ["flip_max" if srng.random() < 0.6 else "flip_min", *pools[1:]]
     n_between, n_pools = len(between), len(pools)
     between_params, pool_params = between_params[:n_between], pool_params[:n_pools]
     between_params += [srng.integers(0, 1 << 30) for _ in range(n_between - len(between_params))]
@@ -260,20 +312,24 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
     # -- the flavour: activations and extra consumers, from frng.
     n_act = int(frng.choice((1, 2, 3), p=(0.8, 0.16, 0.04)))
     kinds = []
-    for _ in range(n_act):
+    for i in range(n_act):
         options = _GROUPS[frng.choice(len(_GROUPS), p=_GROUPS_P)]
         if rule in ("zero_pad", "pad_value", "argmax"):
-            options = [_NOT_ZERO_AT_ZERO_KINDS, _GROUPS[0], _GROUPS[1]][frng.choice(3)]
+            options = [_NOT_ZERO_AT_ZERO_KINDS, _GROUPS[0], _GROUPS[1], _CLAMPS][
+                frng.choice(4, p=(0.3, 0.3, 0.25, 0.15))]
         if rule == "monotone":  # decreasing or not monotone, right before the pool
-            options = [ACTIVATIONS["neg"], ACTIVATIONS["leaky_relu"]]
-        weights = np.array([3.0 if a.name in _NOT_ZERO_AT_ZERO else 1.0 for a in options])
+            options = [ACTIVATIONS[n] for n in ("neg", "leaky_relu", "clip_dynamic",
+                                                "clip_nan")]
+        weights = np.array([_KIND_WEIGHTS.get(a.name, 1.0) for a in options])
         kind = options[frng.choice(len(options), p=weights / weights.sum())]
+        if rule == "flip" and i == n_act - 1:
+            kind = ACTIVATIONS["neg"]
         if dtype.name not in kind.dtypes:
             kind = ACTIVATIONS["relu"]
         alpha = float(_LEAKY_ALPHAS[frng.integers(len(_LEAKY_ALPHAS))])
         if rule == "monotone":
             alpha = -abs(alpha) or -0.1
-        kinds.append((kind, alpha))
+        kinds.append((kind, alpha, int(frng.integers(0, 1 << 30))))
     n_path = n_act + n_between + n_pools  # tensors on the path, in order
     extras: dict[int, list[str]] = {}  # position on the path -> extra consumers there
     if rule in _EXTRAS and n_path > n_act:
@@ -370,12 +426,26 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
         words.append("split channels, take [1:]")
 
     # -- activations
-    for kind, alpha in kinds:
-        label = f"{kind.name}({alpha:g})" if kind.name == "leaky_relu" else kind.name
-        h = created(lambda kind=kind, alpha=alpha, h=h: kind.build(h, alpha), label)
-        rec.activations += 1
+    neg_at = None  # the path position of the last activation if it is a Neg
+    for i, (kind, alpha, param) in enumerate(kinds):
+        if kind.build is None:
+            make, label, ops = _clamp_op(kind.name, h, np.random.default_rng(param))
+            rec.activations += ops
+        else:
+            label = f"{kind.name}({alpha:g})" if kind.name == "leaky_relu" else kind.name
+            make = (lambda kind=kind, alpha=alpha, h=h: kind.build(h, alpha))
+            rec.activations += 1
+        if kind.decreasing and (i > 0 or not chain.zero_free):
+            # Its input may hold zeros (+0.0 from a relu, -0.0 from a Neg): -0.0 then
+            # meets 0.0 in a window, whose max is either, so orders may differ in the
+            # sign of a zero.
+            rec.exact = False
+            label += " [input may hold zeros: not bitwise]"
+        neg_at = position if kind.decreasing and i == n_act - 1 else None
+        h = created(make, label)
         if not kind.exact or (kind.name == "leaky_relu" and alpha == 0.0):
             rec.exact = False  # a zero slope maps negatives to -0.0
+    activated = h
 
     # -- between
     layout = True  # [batch, spatial..., channels]
@@ -389,10 +459,17 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
         h = created(make, what)
 
     # -- pools
-    for kind, param in zip(pools, pool_params, strict=True):
+    for index, (kind, param) in enumerate(zip(pools, pool_params, strict=True)):
         prng = np.random.default_rng(param)
         make, what, layout_after = _pool_op(kind, h, prng, layout)
+        quiet = not any(extras.get(p) for p in range(position + 1))
         out = created(make, what)
+        if index == 0 and rule == "flip" and neg_at is not None and chain.fetch_allowed \
+                and n_act == 1 and quiet and _shrinks(activated, out):
+            # Neg -> data movement -> a reduction that shrinks, in the top-level graph,
+            # nothing else reading the path: the rules move it and flip the reduction.
+            rec.expected_moves.append(activated.op.name)
+            words[-1] += " [Neg must move past it]"
         if isinstance(out, tuple):  # MaxPoolWithArgmax
             h, argmax = out
             if chain.outputs_allowed and prng.random() < 0.5:
@@ -410,6 +487,69 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
         h = h + mean
     rec.lines.append(f"{chain.label}: " + " -> ".join(words))
     return h, sides
+
+
+def _clamp_op(kind: str, h: Any, rng: np.random.Generator) -> tuple[Callable[[], Any], str, int]:
+    """A clamp's maker, its words, and how many clamp ops it makes (one or two)."""
+    dtype = h.dtype
+    shape = _static(h)
+    rank = len(shape)
+
+    def const(value: Any) -> Any:
+        return tf.constant(np.asarray(value, np.float64).astype(dtype.as_numpy_dtype))
+
+    lo, hi = CLAMP_BOUNDS[rng.integers(len(CLAMP_BOUNDS))]
+    if kind == "clip_by_value":  # one ClipByValue op
+        return (lambda: tf.raw_ops.ClipByValue(t=h, clip_value_min=const(lo),
+                                               clip_value_max=const(hi))), \
+            f"ClipByValue(x, {lo:g}, {hi:g})", 1
+    if kind == "clip_pair":  # two ops: Minimum then Maximum, or Maximum then Minimum
+        if rng.random() < 0.5:
+            return (lambda: tf.clip_by_value(h, const(lo), const(hi))), \
+                f"tf.clip_by_value(x, {lo:g}, {hi:g}) [Minimum, Maximum]", 2
+        return (lambda: tf.minimum(tf.maximum(h, const(lo)), const(hi))), \
+            f"minimum(maximum(x, {lo:g}), {hi:g})", 2
+    if kind == "clip_channels" and rank >= 2 and shape[-1] is not None:
+        channels = shape[-1]
+        per_position = rng.random() < 0.3 and None not in shape[1:]
+        size = shape[1:] if per_position else [channels]
+        low = np.round(rng.uniform(-1.0, 0.5, size), 2)
+        high = low + np.round(rng.uniform(0.25, 3.0, size), 2)
+        words = "per-position constants" if per_position else \
+            np.array2string(low, precision=2, separator=",")
+        if rng.random() < 0.5:
+            return (lambda: tf.maximum(h, const(low))), f"maximum(x, {words})", 1
+        return (lambda: tf.minimum(tf.maximum(h, const(low)), const(high))), \
+            f"minimum(maximum(x, {words}), that + [0.25, 3))", 2
+    if kind == "clip_dynamic":  # a bound computed from the tensor: refused
+        axes = list(range(1, rank))
+        if rng.random() < 0.5 and axes:
+            return (lambda: tf.minimum(h, tf.reduce_min(h, axis=axes, keepdims=True) +
+                                       const(1.0))), \
+                "minimum(x, reduce_min(x per sample) + 1) [bound computed at run time]", 1
+        return (lambda: tf.raw_ops.ClipByValue(t=h, clip_value_min=tf.reduce_min(h),
+                                               clip_value_max=const(3.0))), \
+            "ClipByValue(x, reduce_min(x), 3) [bound computed at run time]", 1
+    if kind == "clip_nan":  # a NaN bound: refused
+        if rng.random() < 0.5:
+            return (lambda: tf.maximum(h, const(np.nan))), "maximum(x, nan)", 1
+        return (lambda: tf.raw_ops.ClipByValue(t=h, clip_value_min=const(np.nan),
+                                               clip_value_max=const(1.0))), \
+            "ClipByValue(x, nan, 1)", 1
+    # "maximum" (and clip_channels without a static channel count): one bound.
+    value = float((0.0, -0.5, 0.5, 1.0)[rng.integers(4)])
+    op, name = (tf.minimum, "minimum") if rng.random() < 0.3 else (tf.maximum, "maximum")
+    if rng.random() < 0.25:  # the constant first: not a clamp of x for the pass
+        return (lambda: op(const(value), h)), f"{name}({value:g}, x) [constant first]", 1
+    return (lambda: op(h, const(value))), f"{name}(x, {value:g})", 1
+
+
+def _shrinks(before: Any, after: Any) -> bool:
+    """Whether `after` has fewer elements per sample than `before` (or sizes are unknown)."""
+    a, b = _static(before)[1:], _static(after)[1:]
+    if None in a or None in b:
+        return True
+    return int(np.prod(b, dtype=np.int64)) < int(np.prod(a, dtype=np.int64))
 
 
 def _between_op(kind: str, h: Any, rng: np.random.Generator,
@@ -513,21 +653,35 @@ def _pool_op(kind: str, h: Any, rng: np.random.Generator,
     stem = kind == "stem_pool"
     if stem:
         kind = "max_pool"
+    flip = kind.startswith("flip_")  # a reduction that shrinks the tensor, if it can
+    if flip:
+        kind = kind.replace("flip_", "reduce_")
     if kind in ("max_pool", "max_pool_v2", "max_pool_argmax", "avg_pool") and layout:
         if h.dtype != tf.float32 and spatial == 3:
             kind = "reduce_max" if kind != "avg_pool" else "reduce_mean"
         if kind in ("max_pool_v2", "max_pool_argmax") and spatial != 2:
             kind = "max_pool"
-    elif kind != "reduce_mean":
+    elif kind not in ("reduce_mean", "reduce_min", "arg"):
         kind = "reduce_max"
-    if kind in ("reduce_max", "reduce_mean"):
+    if kind == "arg":
+        if rank == 1:
+            return (lambda: tf.identity(h)), "identity (only the batch axis left)", False
+        axis = int(rng.integers(1, rank))
+        name = "argmax" if rng.random() < 0.5 else "argmin"
+        index = tf.math.argmax if name == "argmax" else tf.math.argmin
+        return (lambda: tf.cast(index(h, axis=axis), h.dtype)), \
+            f"{name}(axis {axis}) -> cast to {h.dtype.name}", False
+    if kind in ("reduce_max", "reduce_min", "reduce_mean"):
         axes = [int(a) for a in range(rank) if rng.random() < 0.5 and (a > 0 or (
             REDUCE_BATCH_AXIS and rng.random() < 0.2))]
         if not axes and rank == 1:
             return (lambda: tf.identity(h)), "identity (only the batch axis left)", False
         axes = axes or [int(rng.integers(1, rank))]
+        if flip and all(shape[a] == 1 for a in axes):
+            axes = sorted({*axes, *(a for a in range(1, rank) if shape[a] != 1)})
         keepdims = bool(rng.random() < 0.4)
-        op = tf.reduce_max if kind == "reduce_max" else tf.reduce_mean
+        op = {"reduce_max": tf.reduce_max, "reduce_min": tf.reduce_min,
+              "reduce_mean": tf.reduce_mean}[kind]
         layout_after = keepdims or not axes
         return (lambda: op(h, axis=axes, keepdims=keepdims)), \
             f"{kind}(axes {axes}, keepdims={keepdims})", layout_after
@@ -652,7 +806,8 @@ def random_graph(seed: int) -> GraphCase:
             shape_seed, flavor_a, flavor_b = seeds[c]
             label = f"chain{c} ({placements[c]}, from {origin})"
             main, sides = _place(placements[c], label, t, args[0], shape_seed, flavor_a,
-                                 flavor_b, predicate_sign[c], rec)
+                                 flavor_b, predicate_sign[c], rec,
+                                 zero_free=not origin.startswith("chain"))
             outputs.extend(sides)
             mains.append((main, reuse[c]))
             if main.shape.rank == t.shape.rank:
@@ -685,19 +840,22 @@ def random_graph(seed: int) -> GraphCase:
         exact=rec.exact,
         activations=rec.activations,
         extra_fetches=tuple(rec.fetches),
+        expected_moves=tuple(rec.expected_moves),
     )
 
 
 def _place(placement: str, label: str, t: Any, x0: Any, shape_seed: int, flavor_a: int,
-           flavor_b: int, sign: float, rec: _Recorder) -> tuple[Any, list[Any]]:
+           flavor_b: int, sign: float, rec: _Recorder, *,
+           zero_free: bool) -> tuple[Any, list[Any]]:
     """Builds a chain where `placement` says; returns its main output and extra outputs."""
-    top = _Chain(label, shape_seed, flavor_a, outputs_allowed=True, fetch_allowed=True)
+    top = _Chain(label, shape_seed, flavor_a, outputs_allowed=True, fetch_allowed=True,
+                 zero_free=zero_free)
     if placement == "top":
         return _build_chain(top, t, rec)
     inner_a = _Chain(label + " A", shape_seed, flavor_a, outputs_allowed=False,
-                     fetch_allowed=False)
+                     fetch_allowed=False, zero_free=zero_free)
     inner_b = _Chain(label + " B", shape_seed, flavor_b, outputs_allowed=False,
-                     fetch_allowed=False)
+                     fetch_allowed=False, zero_free=zero_free)
     if placement in ("cond", "cond_nested"):
         predicate = tf.reduce_sum(tf.cast(x0, tf.float32)) * sign > 0
 
@@ -710,7 +868,7 @@ def _place(placement: str, label: str, t: Any, x0: Any, shape_seed: int, flavor_
         return tf.cond(predicate, branch(inner_a), branch(inner_b)), []
     if placement == "switch":
         inner_c = _Chain(label + " C", shape_seed, flavor_b ^ 0x5A5A5A5, outputs_allowed=False,
-                         fetch_allowed=False)
+                         fetch_allowed=False, zero_free=zero_free)
         total = tf.reduce_sum(tf.cast(x0, tf.float32)) * sign
         index = tf.cast(total > 0, tf.int32) + tf.cast(total > 1, tf.int32)
         rec.lines.append(f"{label}: tf.switch_case((s > 0) + (s > 1), [A, B, C]) "
@@ -728,7 +886,7 @@ def _place(placement: str, label: str, t: Any, x0: Any, shape_seed: int, flavor_
         _, total = tf.while_loop(lambda i, acc: i < 2, body, [tf.constant(0), initial])
         return total, sides
     nested_chain = _Chain(label, shape_seed, flavor_a, outputs_allowed=True,
-                          fetch_allowed=False)
+                          fetch_allowed=False, zero_free=zero_free)
 
     def call(v: Any) -> Any:
         main, sides = _build_chain(nested_chain, v, rec)

@@ -13,6 +13,12 @@ checks everything the pass promises, each against an oracle of its own:
   report's `elements_saved` equals an independent count: the activation evaluations
   per sample of the original model minus those of the rewritten one, counted from
   the tensors' shapes by walking both layer graphs (`activation_elements`);
+- flips: the rewritten model holds as many max, min, amax and amin reductions as the
+  original, except that each one a moved ``keras.ops.negative`` crossed (by the
+  report) an odd number of times is of the other kind (`check_flips`): max <-> min,
+  amax <-> amin. No activation moved past an argmax or argmin, and a negative moved
+  past reductions and data movement only. Every negative the generator says the rules
+  must move (`Description.must_move`) moved;
 - idempotence: reordering the result moves nothing and gives the same config (the
   JSON of ``get_config()``, layer names included), the same weights in the same
   order, and bitwise the same outputs;
@@ -95,7 +101,7 @@ BITWISE_FUNCTIONS = frozenset({"relu", "relu6", "leaky_relu", "hard_sigmoid",
 # keras.ops nodes, by their operation's class: piecewise linear (or clipping) ones, and
 # those that can compute -0.0 from inputs without one.
 BITWISE_OPS = frozenset({"Relu", "Relu6", "HardSigmoid", "SparseSigmoid", "HardTanh",
-                         "SoftShrink", "HardShrink", "Clip", "Threshold"})
+                         "SoftShrink", "HardShrink", "Clip", "Threshold", "Negative"})
 NEGATIVE_ZERO_OPS = frozenset({"Silu", "HardSilu", "Gelu", "HardShrink", "Negative"})
 
 
@@ -283,6 +289,67 @@ def activation_elements(model: Any) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Max and min reductions that a negative flips.
+
+# keras.ops reductions by class name, and what a non-increasing activation makes of them.
+FLIPPED_REDUCTIONS = {"Max": "Min", "Min": "Max", "Amax": "Amin", "Amin": "Amax"}
+INDEX_OPS = frozenset({"Argmax", "Argmin"})
+# Ops a keras.ops.negative may cross: data movement ops and the reductions it flips.
+_NEGATIVE_CROSSES = frozenset({"Reshape", "Transpose", "ExpandDims", "Squeeze", "GetItem",
+                               "Slice", "Identity", "Flatten", "Permute", "Cropping1D",
+                               "Cropping2D", "Cropping3D", "Dropout", "SpatialDropout1D",
+                               "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                               "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+                               *FLIPPED_REDUCTIONS})
+
+
+def reduction_counts(model: Any) -> dict[str, int]:
+    """How many max, min, amax and amin ops `model` (and the models in it) holds."""
+    counts = dict.fromkeys(FLIPPED_REDUCTIONS, 0)
+    for layer in all_layers(model):
+        kind = type(layer).__name__
+        if kind in counts:
+            counts[kind] += 1
+    return counts
+
+
+def check_flips(model: Any, new: Any, report: tf_reorder.Report) -> None:
+    """The reductions of `new` are those of `model`, each one a moved negative crossed
+    an odd number of times flipped (max <-> min); nothing moved past an index, and a
+    negative only past data movement and reductions."""
+    by_name = {layer.name: layer for layer in all_layers(model)}
+    crossings: dict[str, int] = {}
+    for site in report.moved:
+        crossed = [name.split("/")[-1] for name in (*site.between, site.pool)]
+        kinds = [type(by_name[n]).__name__ if n in by_name else "?" for n in crossed]
+        if any(k in INDEX_OPS for k in kinds):
+            _fail(f"'{site.activation}' moved past an index: {list(zip(crossed, kinds))}",
+                  str(report))
+        activation = by_name.get(site.activation.split("/")[-1])
+        if type(activation).__name__ != "Negative":
+            continue
+        if any(k not in _NEGATIVE_CROSSES for k in kinds) or \
+                kinds[-1] not in FLIPPED_REDUCTIONS:
+            _fail(f"the negative '{site.activation}' moved past {list(zip(crossed, kinds))}: "
+                  "a non-increasing activation lands after a max or min reduction only",
+                  str(report))
+        for name, kind in zip(crossed, kinds):
+            if kind in FLIPPED_REDUCTIONS:
+                crossings[name] = crossings.get(name, 0) + 1
+    expected = reduction_counts(model)
+    for name, times in crossings.items():
+        if times % 2:
+            kind = type(by_name[name]).__name__
+            expected[kind] -= 1
+            expected[FLIPPED_REDUCTIONS[kind]] += 1
+    found = reduction_counts(new)
+    if found != expected:
+        _fail(f"reductions: the rewritten model holds {found}; the original "
+              f"{reduction_counts(model)} with what moved negatives crossed flipped "
+              f"({sorted(crossings.items())}) is {expected}", str(report))
+
+
+# ---------------------------------------------------------------------------
 # The checks.
 
 
@@ -355,6 +422,7 @@ def check_pair(model: Any, new: Any, report: tf_reorder.Report, inputs: Any,
     for site in report.moved:
         if site.elements_saved <= 0:
             _fail(f"site '{site.activation}' moved without removing work", str(report))
+    check_flips(model, new, report)
     return bound, outputs
 
 
@@ -383,6 +451,13 @@ def check_model(model: Any, description: Any, tmp_dir: str | None = None) -> str
         _fail("the input model computes something else after reorder()")
     if tf_reorder.plan(model, target=target, inference=inference) != report:
         _fail("plan() and reorder() disagree", str(report))
+    moved = {site.activation.split("/")[-1] for site in report.moved}
+    kept = [name for name in getattr(description, "must_move", ()) if name not in moved]
+    if kept:
+        reasons = {site.activation.split("/")[-1]: site.reason for site in report.sites}
+        _fail("the rules move " + ", ".join(
+            f"'{n}' ({reasons.get(n, 'no site in the report')})" for n in kept) +
+            ", but the pass kept it", str(report))
     bound, outputs = check_pair(model, new, report, inputs, expected)
 
     twice, second = tf_reorder.reorder(new, return_report=True, target=target,

@@ -19,7 +19,11 @@ activation; Activation layers with every activation Keras exports; ReLU, LeakyRe
 ELU and PReLU with random parameters of either sign; Softmax; keras.ops and
 keras.activations nodes in functional graphs (`OP_ACTIVATIONS`: every activation op,
 with random parameters; `OP_STEPS`: reshape, transpose, expand_dims/squeeze, slicing,
-max/amax/mean over axes, max_pool/average_pool); max, average, global
+max/amax/min/amin/mean over axes, max_pool/average_pool, argmax/argmin); keras.ops.negative
+(or clip, or another op) through data movement into max and min reductions
+(`motif_reduction`: negative moves and flips them; where the rules must move it,
+`Spec.must_move` names it), and activations into an argmax or argmin whose int32
+index is a model output of its own (`motif_index`); max, average, global
 and adaptive pools (channels_last, and channels_first between two Permutes);
 ZeroPadding, Cropping, Reshape, Flatten, Permute and Identity between them;
 BatchNormalization, UpSampling and the layers that are the identity at inference
@@ -117,7 +121,11 @@ OP_ACTIVATIONS = ["relu", "relu6", "sigmoid", "tanh", "softplus", "softsign", "s
                   "softmax", "log_softmax", "elu", "celu", "leaky_relu", "soft_shrink",
                   "hard_shrink", "threshold", "clip", "activations.relu"]
 OP_STEPS = ["reshape", "transpose", "expand_dims", "squeeze", "getitem", "max", "amax",
-            "mean", "max_pool", "average_pool"]
+            "min", "amin", "mean", "max_pool", "average_pool", "argmax", "argmin"]
+# Reductions a non-increasing activation (keras.ops.negative) moves past, flipping each
+# (max <-> min, amax <-> amin), and an index no activation moves past.
+EXTREMUM_REDUCTIONS = ["max", "amax", "min", "amin"]
+INDEX_OPS = ["argmax", "argmin"]
 
 
 def op_class(name: str) -> type:
@@ -131,7 +139,8 @@ def op_class(name: str) -> type:
                "clip": np_ops.Clip, "reshape": np_ops.Reshape, "transpose": np_ops.Transpose,
                "expand_dims": np_ops.ExpandDims, "squeeze": np_ops.Squeeze,
                "getitem": np_ops.GetItem, "max": np_ops.Max, "amax": np_ops.Amax,
-               "mean": np_ops.Mean, "relu6": nn.Relu6, "max_pool": nn.MaxPool,
+               "min": np_ops.Min, "amin": np_ops.Amin, "argmax": np_ops.Argmax,
+               "argmin": np_ops.Argmin, "mean": np_ops.Mean, "relu6": nn.Relu6, "max_pool": nn.MaxPool,
                "average_pool": nn.AveragePool}
     if name in special:
         return special[name]
@@ -220,6 +229,9 @@ class Spec:
     target: str  # the runtime target to reorder for
     features: set[str] = dataclasses.field(default_factory=set)
     inference: bool = False  # reorder for inference only
+    # Activations (op names) the rules must move: a keras.ops.negative right before a
+    # max or min reduction that shrinks, in the root model, for target "any".
+    must_move: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +244,7 @@ class Description:
     mixed: bool
     target: str
     inference: bool = False
+    must_move: tuple[str, ...] = ()  # see `Spec.must_move`
 
     def __str__(self) -> str:
         return self.text
@@ -252,6 +265,9 @@ class _Drawer:
         self.features: set[str] = set()
         self.mixed = False
         self.max_rank = 3  # TF has no float16 kernels for 3D pools on CPU: 2 when mixed
+        self.target = "any"
+        self.root: Graph | None = None
+        self.must_move: list[str] = []
 
     # -- bookkeeping -----------------------------------------------------------
 
@@ -284,7 +300,12 @@ class _Drawer:
             base = "op_" + cls[3:].replace(".", "_")
             kwargs = {"name": self.fresh(base), **kwargs}
         else:
-            kwargs = {"name": self.fresh(cls.lower()), **kwargs, **self.dtype_kwargs()}
+            dtype = self.dtype_kwargs()
+            if cls.startswith("SpatialDropout"):
+                # Keras 3.15's SpatialDropout get_config writes "float32" for any dtype
+                # policy, so a mixed one would not survive the .keras round trip.
+                dtype = {}
+            kwargs = {"name": self.fresh(cls.lower()), **kwargs, **dtype}
         g.layers.append(Layer(cls, kwargs, **extra))
         self.features.add(cls if cls.startswith("op:") else f"layer:{cls}")
         if isinstance(kwargs.get("activation"), str):
@@ -300,7 +321,8 @@ class _Drawer:
             out_dtypes = [spec.sub.dtypes[t] for t in spec.sub.outputs]
         elif spec.op:
             out_shapes = [_output_shape(spec, in_shapes, as_list)]
-            out_dtypes = [g.dtypes[inputs[0]]]  # an op computes in its input's dtype
+            # An op computes in its input's dtype; an index is an int32.
+            out_dtypes = ["int32" if spec.op in INDEX_OPS else g.dtypes[inputs[0]]]
         else:
             out_shapes = [_output_shape(spec, in_shapes, as_list)]
             out_dtypes = ["float32" if spec.kwargs.get("dtype", "float32") == "float32"
@@ -506,9 +528,9 @@ class _Drawer:
         """A max (or mean) as a keras.ops node: over axes, or over windows."""
         shape = g.shapes[t]
         rank = len(shape)
-        kind = self.pick([(3, "max"), (1, "amax"), (3, "max_pool"), (1, "mean"),
-                          (1, "average_pool")])
-        if kind in ("max", "amax", "mean"):
+        kind = self.pick([(3, "max"), (1, "amax"), (1, "min"), (0.5, "amin"), (3, "max_pool"),
+                          (1, "mean"), (1, "average_pool")])
+        if kind in ("max", "amax", "min", "amin", "mean"):
             axes = sorted(a for a in range(1, rank + 1) if self.rng.random() < 0.5) or [1]
             keepdims = self.rng.random() < 0.4
             if len(axes) == rank and not keepdims:
@@ -711,6 +733,8 @@ class _Drawer:
                 options += [(2, "to_sequence"), (1, "other")]
             if not g.sequential:
                 options += [(2, "second_consumer"), (1.5, "shared"), (1, "branches")]
+                if rank >= 1:  # keras.ops nodes: functional graphs only
+                    options += [(1.2, "reduction"), (0.4 if g.side_outputs else 0, "index")]
             if depth < 2:
                 options.append((1.5, "nested"))
             motif = self.pick(options)
@@ -757,6 +781,71 @@ class _Drawer:
         while len(g.shapes[x]) > 1 and min(g.shapes[x][:-1]) >= 2 and self.rng.random() < 0.2:
             x = self.pool(g, x, kind=self.rng.choice(["Max", "GlobalMax"]))
         return x
+
+    def motif_reduction(self, g: Graph, t: int, depth: int) -> int:
+        """keras.ops.negative (or a clip, or another activation op) -> data movement ops?
+        -> a max or min reduction over axes (-> another one, now and then). Negative
+        moves past each reduction and flips it (max(-x) == -min(x)); clip moves like
+        relu, past a min as past a max."""
+        rng = self.rng
+        if rng.random() < 0.4:
+            t = self.producer(g, t, activation=None)
+        kind = self.pick([(6, "negative"), (2.5, "clip"), (2.5, "op")])
+        if kind == "clip":
+            low = 0.0 if rng.random() < 0.3 else round(rng.uniform(-2.0, 1.0), 3)
+            x = self.op(g, t, "clip", x_min=low, x_max=round(low + rng.uniform(0.1, 4.0), 3))
+            self.features.add("clip_reduction")
+        elif kind == "op":
+            x = self.op_activation(g, t)
+        else:
+            x = self.op(g, t, "negative")
+            self.features.add("negative_reduction")
+        activation = self.root is g and self.target == "any" and kind == "negative"
+        activation_name = g.layers[-1].name
+        before = math.prod(g.shapes[x])
+        if rng.random() < 0.4 and len(g.shapes[x]) > 1:
+            x = self.op_between(g, x)
+        x = self.reduction(g, x)
+        if activation and math.prod(g.shapes[x]) < before:
+            self.must_move.append(activation_name)
+            self.features.add("negative_must_move")
+        if len(g.shapes[x]) > 1 and rng.random() < 0.3:
+            x = self.reduction(g, x)
+        return x
+
+    def reduction(self, g: Graph, t: int) -> int:
+        """keras.ops max, amax, min or amin over non-batch axes, which shrink the tensor
+        where they can (some axis of size > 1)."""
+        shape = g.shapes[t]
+        rank = len(shape)
+        kind = self.pick([(3, "max"), (1, "amax"), (3, "min"), (1, "amin")])
+        axes = sorted(a for a in range(1, rank + 1) if self.rng.random() < 0.5) or \
+            [self.rng.randint(1, rank)]
+        if all(shape[a - 1] == 1 for a in axes):
+            axes = sorted({*axes, *(a for a in range(1, rank + 1) if shape[a - 1] > 1)})
+        keepdims = self.rng.random() < 0.4
+        if len(axes) == rank and not keepdims:
+            keepdims = True  # keep an axis per sample
+        return self.op(g, t, kind, axis=tuple(axes), keepdims=keepdims)
+
+    def motif_index(self, g: Graph, t: int, depth: int) -> int:
+        """An activation (negative now and then) -> data movement ops? -> argmax or argmin:
+        the activation reaches the index and is refused. The int32 index is a model output
+        of its own; the chain goes on from `t`."""
+        rng = self.rng
+        kind = self.pick([(3, "negative"), (6, "op"), (3, "any")])
+        x = self.op(g, t, "negative") if kind == "negative" else \
+            self.op_activation(g, t) if kind == "op" else self.act(g, t)
+        if rng.random() < 0.3 and len(g.shapes[x]) > 1:
+            x = self.op_between(g, x)
+        rank = len(g.shapes[x])
+        if rank == 0:
+            return t
+        index = self.op(g, x, rng.choice(INDEX_OPS), axis=rng.randint(1, rank),
+                        keepdims=rng.random() < 0.3)
+        self.features.add("index_output")
+        g.outputs.append(index)
+        return t
 
     def motif_second_consumer(self, g: Graph, t: int, depth: int) -> int:
         """An activation (or a tensor between it and the pool) with another consumer."""
@@ -865,8 +954,10 @@ class _Drawer:
             self.max_rank = 2
         target = rng.choice(TARGETS) if rng.random() < 0.15 else "any"
         self.features.add(f"target:{target}")
+        self.target = target
         sequential = rng.random() < 0.3
         root = Graph(f"fuzz_{self.seed}", sequential, side_outputs=not sequential)
+        self.root = root
         self.features.add("sequential" if sequential else "functional")
         n_inputs = 1 if sequential else self.pick([(6, 1), (3, 2), (1, 3)])
         ends = []
@@ -899,7 +990,8 @@ class _Drawer:
         self.features.add(f"outputs_as:{root.outputs_as}")
         inference = rng.random() < 0.4
         self.features.add(f"inference:{inference}")
-        return Spec(self.seed, root, self.mixed, target, self.features, inference)
+        return Spec(self.seed, root, self.mixed, target, self.features, inference,
+                    tuple(self.must_move))
 
 
 def _output_shape(spec: Layer, in_shapes: list[tuple[int, ...]],
@@ -1063,7 +1155,7 @@ def _describe_graph(g: Graph, indent: str) -> list[str]:
 def model_of(spec: Spec) -> tuple[Any, Description]:
     """`build(spec)` and its `Description`."""
     return build(spec), Description(spec.seed, describe(spec), frozenset(spec.features),
-                                    spec.mixed, spec.target, spec.inference)
+                                    spec.mixed, spec.target, spec.inference, spec.must_move)
 
 
 def random_model(seed: int) -> tuple[Any, Description]:

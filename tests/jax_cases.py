@@ -156,8 +156,20 @@ def ops_nodes() -> tuple[Any, int, bool]:
     return keras.Model(inp, [a, b, c], name="ops_nodes"), 3, False
 
 
+def min_and_flip() -> tuple[Any, int, bool]:
+    """Grappler's family: relu -> min over axes, negative -> max over axes (it becomes a
+    min), clip -> MaxPooling2D; all three move, bitwise."""
+    ops = keras.ops
+    inp = keras.Input((12, 12, 3))
+    a = ops.min(layers.Conv2D(4, 3, activation="relu")(inp), axis=(1, 2))
+    b = ops.max(ops.negative(layers.Conv2D(4, 3)(inp)), axis=(1, 2))
+    c = layers.Flatten()(layers.MaxPooling2D()(ops.clip(layers.Conv2D(4, 3)(inp), -0.5, 0.5)))
+    return keras.Model(inp, [a, b, c], name="min_and_flip"), 3, True
+
+
 CASES: dict[str, Callable[[], tuple[Any, int, bool]]] = {
     "ops_nodes": ops_nodes,
+    "min_and_flip": min_and_flip,
     "sequential_chain": sequential_chain,
     "shared_conv_two_calls": shared_conv_two_calls,
     "shared_output_two_pools": shared_output_two_pools,

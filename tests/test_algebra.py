@@ -165,9 +165,10 @@ def assert_monotone_claim(name, function, y, tolerant=None):
 
 
 def zero_is_fixed(fn):
+    """f(+0.0) is +0.0, bit for bit (Neg gives -0.0, which padding would expose)."""
     scalar = np.asarray(fn(F32(0.0)))
     vector = np.asarray(fn(np.zeros(9, F32)))  # the vectorised kernel path too
-    return bool(scalar == 0.0) and bool(np.all(vector == 0.0))
+    return all(bool(np.all(v == 0.0)) and not np.signbit(v).any() for v in (scalar, vector))
 
 
 # ---------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def test_non_elementwise_entry_is_not_elementwise(name):
         each = np.concatenate([np.asarray(fn(v[:, i:i + 1])) for i in range(v.shape[1])], 1)
         assert whole.shape == each.shape == v.shape
         assert not np.allclose(whole, each)
-    verdict = algebra.commutes_with_max(KERAS[name], Step(StepKind.MAX_POOL, "pool"))
+    verdict = algebra.commutes_with_extremum(KERAS[name], Step(StepKind.MAX_POOL, "pool"))
     assert not verdict and f"{name} is not elementwise" in verdict.reason
 
 
@@ -407,7 +408,7 @@ def test_non_monotone_function_breaks_the_max_identity(name, window):
     x = np.asarray(window, F32).reshape(1, 1, 2, 1)
     pooled_f, f_pooled = both_orders(keras_fn(name), x, (1, 2))
     assert pooled_f.item() > f_pooled.item() + 1e-2
-    assert not algebra.commutes_with_max(KERAS[name], Step(StepKind.MAX_POOL, "pool"))
+    assert not algebra.commutes_with_extremum(KERAS[name], Step(StepKind.MAX_POOL, "pool"))
 
 
 # ===========================================================================
@@ -439,7 +440,7 @@ def test_tf_op_max_pool_identity(op_type):
 def test_neg_is_non_increasing_and_refused():
     y = evaluate(tf_raw("Neg"))
     assert is_non_decreasing(-y) and not is_non_decreasing(y)
-    verdict = algebra.commutes_with_max(algebra.TF_OPS["Neg"], Step(StepKind.MAX_POOL, "pool"))
+    verdict = algebra.commutes_with_extremum(algebra.TF_OPS["Neg"], Step(StepKind.MAX_POOL, "pool"))
     assert not verdict and "non-increasing" in verdict.reason
 
 
@@ -492,8 +493,8 @@ def test_relu_builder(negative_slope, max_value, threshold):
     assert function.elementwise and function.uniform
     assert function.monotonicity.keeps_order == (negative_slope >= 0 and threshold >= 0)
     assert_monotone_claim(function.name, function, y)
-    assert function.zero_at_zero == zero_is_fixed(fn)
-    if function.monotonicity.keeps_order:
+    if function.monotonicity.keeps_order:  # the flag is consulted for monotone f only
+        assert function.zero_at_zero == zero_is_fixed(fn)
         for case in ("normal", "ties"):
             assert_pool_identity(fn, pool_inputs(case, 2), function.exact)
         assert_pool_identity(fn, grid_windows(), function.exact, (1, 2))
@@ -598,7 +599,7 @@ def test_prelu_builder(min_alpha, uniform):
     else:
         assert_monotone_claim(function.name, function, y)
         assert function.zero_at_zero == zero_is_fixed(fn)
-    verdict = algebra.commutes_with_max(function, Step(StepKind.MAX_POOL, "pool"))
+    verdict = algebra.commutes_with_extremum(function, Step(StepKind.MAX_POOL, "pool"))
     assert verdict.ok == (min_alpha >= 0 and uniform)
 
 
@@ -628,7 +629,7 @@ def test_per_channel_affine_builder(scales, offsets, ok, detail):
     function = algebra.per_channel_affine("bn", scales, offsets, family="batch_norm")
     assert function.weight_dependent and function.family == "batch_norm"
     assert function.monotonicity.keeps_order == ok and function.detail == detail
-    verdict = algebra.commutes_with_max(function, POOL)
+    verdict = algebra.commutes_with_extremum(function, POOL)
     assert verdict.ok == ok
     if not ok:
         refused(verdict, "not monotone", detail)
@@ -643,10 +644,10 @@ def test_per_channel_affine_builder(scales, offsets, ok, detail):
 def test_an_inference_only_map_needs_the_inference_mode():
     function = algebra.per_channel_affine("bn", [1.0, 2.0], inference_only=True,
                                           family="batch_norm")
-    refused(algebra.commutes_with_max(function, POOL), "inference=True would move it")
-    assert algebra.commutes_with_max(function, POOL, inference=True)
+    refused(algebra.commutes_with_extremum(function, POOL), "inference=True would move it")
+    assert algebra.commutes_with_extremum(function, POOL, inference=True)
     assert algebra.may_cross(function, POOL, inference=True)
-    assert not algebra.commutes_with_max(function, ARGMAX, inference=True)  # not strict
+    assert not algebra.commutes_with_extremum(function, ARGMAX, inference=True)  # not strict
 
 
 def test_a_zero_scale_really_breaks_the_max_identity_at_infinity():
@@ -693,7 +694,7 @@ def test_verdict_truthiness():
 def test_data_movement_then_max_is_ok(f):
     steps = [RESHAPE, Step(StepKind.DATA_MOVEMENT, "permute"), POOL]
     assert algebra.may_cross(f, RESHAPE) == algebra.YES
-    assert algebra.commutes_with_max(f, POOL) == algebra.YES
+    assert algebra.commutes_with_extremum(f, POOL) == algebra.YES
     assert algebra.check_path(f, steps) == algebra.YES
     assert algebra.landing_index(f, steps) == (3, algebra.YES)
 
@@ -761,7 +762,7 @@ def test_other_step_is_refused():
 @pytest.mark.parametrize("name", NOT_MONOTONE)
 def test_non_monotone_is_refused(name):
     f = KERAS[name]
-    reason = refused(algebra.commutes_with_max(f, POOL), name, "not monotone")
+    reason = refused(algebra.commutes_with_extremum(f, POOL), name, "not monotone")
     assert algebra.check_path(f, [RESHAPE, POOL]).reason == reason
     assert algebra.landing_index(f, [RESHAPE, POOL]) == (0, algebra.Verdict(False, reason))
 
@@ -770,22 +771,22 @@ def test_non_monotone_is_refused(name):
                          ids=["unknown", "keras_activation"])
 def test_unknown_is_refused(f):
     assert f.monotonicity is Monotonicity.UNKNOWN and not f.elementwise
-    refused(algebra.commutes_with_max(f, POOL), f.name, "unknown", "register_monotone")
+    refused(algebra.commutes_with_extremum(f, POOL), f.name, "unknown", "register_monotone")
     refused(algebra.check_path(f, [RESHAPE, POOL]), f.name)
     assert algebra.landing_index(f, [POOL])[0] == 0
 
 
 def test_non_increasing_is_refused():
     f = algebra.TF_OPS["Neg"]
-    refused(algebra.commutes_with_max(f, POOL), "Neg", "non-increasing")
+    refused(algebra.commutes_with_extremum(f, POOL), "Neg", "non-increasing")
     refused(algebra.check_path(f, [RESHAPE, POOL]), "Neg")
     assert algebra.may_cross(f, RESHAPE).ok  # moving elements is fine; the max is not
 
 
 def test_non_uniform_is_refused():
     f = algebra.prelu(0.25, uniform=False)
-    refused(algebra.commutes_with_max(f, POOL), "'pool'", f.name)
-    assert algebra.commutes_with_max(algebra.prelu(0.25, uniform=True), POOL).ok
+    refused(algebra.commutes_with_extremum(f, POOL), "'pool'", f.name)
+    assert algebra.commutes_with_extremum(algebra.prelu(0.25, uniform=True), POOL).ok
 
 
 def test_non_elementwise_is_refused_even_across_data_movement():
@@ -795,17 +796,17 @@ def test_non_elementwise_is_refused_even_across_data_movement():
 
 
 def test_identity_is_not_moved():
-    refused(algebra.commutes_with_max(KERAS["linear"], POOL), "linear", "nothing to move")
+    refused(algebra.commutes_with_extremum(KERAS["linear"], POOL), "linear", "nothing to move")
 
 
 @pytest.mark.parametrize("name", sorted(KERAS) + sorted(algebra.TF_OPS))
 def test_max_pool_with_argmax_is_refused_for_every_catalogue_entry(name):
     f = KERAS.get(name) or algebra.TF_OPS[name]
-    reason = refused(algebra.commutes_with_max(f, ARGMAX))
+    reason = refused(algebra.commutes_with_extremum(f, ARGMAX))
     assert name in reason
     if f.monotonicity is Monotonicity.NON_DECREASING and f.elementwise and f.uniform:
         assert "'pool_argmax'" in reason and "strictly increasing" in reason
-        assert algebra.commutes_with_max(f, POOL).ok  # the plain max is fine
+        assert algebra.commutes_with_extremum(f, POOL).ok  # the plain max is fine
 
 
 def test_ties_really_change_the_argmax():
@@ -879,7 +880,7 @@ def test_register_by_callable(register):
     assert f.name == "scaled_tanh" and f.monotonicity is Monotonicity.NON_DECREASING
     assert f.elementwise and f.uniform and f.zero_at_zero and not f.exact
     assert algebra.check_path(f, [PAD, RESHAPE, POOL]).ok
-    refused(algebra.commutes_with_max(f, ARGMAX), "scaled_tanh")
+    refused(algebra.commutes_with_extremum(f, ARGMAX), "scaled_tanh")
     # The declaration is about this object, not its name.
     def scaled_tanh_2(x):
         return scaled_tanh(x)
@@ -918,7 +919,7 @@ def test_register_strictly_increasing_allows_argmax(register):
     register(scaled_tanh, zero_at_zero=True, strictly_increasing=True)
     f = algebra.registered(scaled_tanh)
     assert f.monotonicity is Monotonicity.STRICTLY_INCREASING
-    assert algebra.commutes_with_max(f, ARGMAX).ok
+    assert algebra.commutes_with_extremum(f, ARGMAX).ok
     assert algebra.check_path(f, [RESHAPE, ARGMAX]).ok
 
 
@@ -946,3 +947,107 @@ def test_registration_does_not_leak_between_tests():
     assert algebra.registered(scaled_tanh) is None
     for name in ("my_pkg>scaled_tanh", "scaled_tanh"):
         assert algebra.keras_activation(name).monotonicity is Monotonicity.UNKNOWN
+
+
+# ===========================================================================
+# Grappler's family: min reductions, the max <-> min flip, clamps, argmax.
+
+MAX_REDUCTION = Step(StepKind.MAX_POOL, "max", shrinks=True, reduction=True)
+MIN_REDUCTION = Step(StepKind.MIN, "min", shrinks=True, reduction=True)
+ARG = Step(StepKind.ARG_EXTREMUM, "argmax", reduction=True)
+
+
+def reduce_both_orders(fn, reduce, x):
+    """(reduce(f(x)), f(reduce(x))) over the spatial axes, by TF's own kernels."""
+    return (np.asarray(reduce(evaluate(fn, x), axis=[1, 2])),
+            evaluate(fn, np.asarray(reduce(x, axis=[1, 2]))))
+
+
+@pytest.mark.parametrize("op_type", TF_MONOTONE)
+def test_a_monotone_tf_op_commutes_with_a_min_reduction(op_type):
+    function = algebra.TF_OPS[op_type]
+    assert algebra.check_path(function, [MIN_REDUCTION]).ok
+    assert not algebra.flips(function, MIN_REDUCTION)
+    for case in ("normal", "ties"):
+        reduced_f, f_reduced = reduce_both_orders(tf_raw(op_type), tf.reduce_min,
+                                                  pool_inputs(case, 5))
+        if function.exact:
+            assert reduced_f.tobytes() == f_reduced.tobytes(), op_type
+        else:
+            np.testing.assert_allclose(reduced_f, f_reduced, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("reduce, other", [(tf.reduce_max, tf.reduce_min),
+                                           (tf.reduce_min, tf.reduce_max)])
+def test_neg_turns_a_max_into_a_min_bitwise(reduce, other):
+    neg = algebra.TF_OPS["Neg"]
+    step = MAX_REDUCTION if reduce is tf.reduce_max else MIN_REDUCTION
+    assert algebra.commutes_with_extremum(neg, step).ok and algebra.flips(neg, step)
+    assert algebra.flipped(step).kind is (StepKind.MIN if step is MAX_REDUCTION
+                                          else StepKind.MAX_POOL)
+    for case in ("normal", "ties", "large"):
+        x = pool_inputs(case, 6)
+        flipped = -np.asarray(other(x, axis=[1, 2]))
+        assert np.asarray(reduce(-x, axis=[1, 2])).tobytes() == flipped.tobytes(), case
+
+
+def test_neg_crosses_neither_a_max_pool_nor_zero_padding():
+    neg = algebra.TF_OPS["Neg"]
+    refused(algebra.commutes_with_extremum(neg, POOL), "Neg", "no min counterpart")
+    refused(algebra.commutes_with_extremum(neg, ARGMAX), "no min counterpart")
+    refused(algebra.check_path(neg, [Step(StepKind.ZERO_PADDING, "pad"), MAX_REDUCTION]),
+            "cannot cross the zero padding")
+    assert np.signbit(evaluate(tf_raw("Neg"), np.zeros(3, F32))).all()  # why: -0.0
+    assert not algebra.flips(algebra.TF_OPS["Relu"], MAX_REDUCTION)
+    assert not algebra.flips(neg, POOL)
+
+
+def test_a_declared_decreasing_function_flips_reductions_only():
+    def falling(x):
+        return -x
+
+    try:
+        algebra.register_monotone(falling, zero_at_zero=False, decreasing=True, exact=True)
+        f = algebra.registered(falling)
+        assert f.monotonicity is Monotonicity.NON_INCREASING
+        assert algebra.check_path(f, [RESHAPE, MIN_REDUCTION]).ok
+        refused(algebra.check_path(f, [RESHAPE, POOL]), "falling", "no min counterpart")
+    finally:
+        algebra.unregister_monotone(falling)
+    with pytest.raises(ValueError, match="both"):
+        algebra.register_monotone(falling, zero_at_zero=False, decreasing=True,
+                                  strictly_increasing=True)
+
+
+@pytest.mark.parametrize("low, high, zero", [(-0.5, 0.5, True), (0.0, 6.0, True),
+                                             (0.5, 6.0, False), (-np.inf, -1.0, False),
+                                             (0.0, np.inf, True)])
+def test_a_clamp_is_exact_and_crosses_padding_iff_it_keeps_zero(low, high, zero):
+    f = algebra.clip(low, high)
+    assert f.exact and f.monotonicity is Monotonicity.NON_DECREASING
+    assert f.zero_at_zero is zero
+    fn = functools.partial(tf.clip_by_value, clip_value_min=F32(low), clip_value_max=F32(high))
+    for case in ("normal", "ties", "large"):
+        assert_pool_identity(fn, pool_inputs(case, 7), exact=True)
+    assert zero_is_fixed(fn) is zero
+
+
+def test_a_clamp_with_a_nan_bound_is_refused():
+    refused(algebra.commutes_with_extremum(algebra.clip(np.nan, 1.0), POOL), "NaN")
+
+
+@pytest.mark.parametrize("name, values", [("relu", [-3.0, -1.0]), ("sigmoid", [20.0, 30.0]),
+                                          ("tanh", [20.0, 30.0])])
+def test_argmax_is_refused_and_ties_show_why(name, values):
+    refused(algebra.commutes_with_extremum(KERAS[name], ARG), "returns an index",
+            "saturation and underflow")
+    refused(algebra.check_path(KERAS[name], [ARG]))
+    # The reason in numbers: f makes ties that move the argmax to the first index.
+    x = np.array(values, F32)
+    f_x = np.asarray(keras.activations.get(name)(x))
+    assert np.argmax(f_x) != np.argmax(x)
+
+
+def test_argmax_of_neg_is_refused_as_a_removal():
+    refused(algebra.commutes_with_extremum(algebra.TF_OPS["Neg"], ARG),
+            "argmax(-x) is argmin(x)")

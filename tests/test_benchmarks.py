@@ -219,3 +219,152 @@ def test_bench_runtimes_end_to_end(tmp_path):
     policy = json.loads(policy_path.read_text())
     assert set(policy["runtimes"]) == {"tf", "tflite", "jax"}
     assert policy["provenance"]["command"] == payload["command"]
+
+
+# -- the batch norm models (reordered with inference=True) ----------------------------------
+
+BN_MODELS = {  # model -> the batch norms reorder(inference=True) moves after a max pool
+    "cifar_bn": {"block1_bn2", "block2_bn2", "block3_bn2"},
+    "xception_bn": {"block1_bn", "block2_bn", "block3_bn", "block4_bn"},
+}
+
+
+def _batch_norms(model):
+    import keras
+
+    return [layer for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@pytest.mark.parametrize("name", sorted(BN_MODELS))
+def test_batch_norm_models_have_trained_looking_positive_statistics(name):
+    import numpy as np
+
+    model = bench_models.build(name, "relu", 32)
+    again = bench_models.build(name, "relu", 32)
+    for bn, bn_again in zip(_batch_norms(model), _batch_norms(again)):
+        gamma, beta, mean, variance = (np.asarray(w) for w in bn.get_weights())
+        assert gamma.min() > 0 and variance.min() > 0, bn.name
+        assert np.abs(gamma - 1).max() > 0.1 and np.abs(mean).max() > 0.1, bn.name
+        for w, w_again in zip(bn.get_weights(), bn_again.get_weights()):
+            np.testing.assert_array_equal(w, w_again)  # seeded
+    assert bench_models.cell_activations(name, ["sigmoid"]) == ["batch_normalization"]
+    assert bench_models.reorders_for_inference(name)
+
+
+@pytest.mark.parametrize("name", sorted(BN_MODELS))
+def test_batch_norm_models_move_their_batch_norms_for_inference(name):
+    import numpy as np
+    import tf_reorder
+
+    model = bench_models.build(name, "relu", 32)
+    reordered, report = tf_reorder.reorder(model, return_report=True, inference=True)
+    moved_bns = {s.activation for s in report.moved if s.function.startswith("BatchNorm")}
+    assert moved_bns == BN_MODELS[name], str(report)
+    # cifar_bn: each block's second relu moves with its batch norm; xception_bn: no relu.
+    relus = {s.activation for s in report.moved} - moved_bns
+    assert relus == ({"block1_conv2", "block2_conv2", "block3_conv2"}
+                     if name == "cifar_bn" else set()), str(report)
+    x = bench_models.sample_input(model, 2)
+    np.testing.assert_allclose(reordered.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+    # The default mode moves no trainable batch norm (nor the relus behind them).
+    assert not tf_reorder.plan(model).moved
+
+
+@pytest.mark.parametrize("name", sorted(BN_MODELS))
+def test_linear_twin_of_a_batch_norm_model_drops_batch_norms_only_for_inference(name):
+    import keras
+    import numpy as np
+
+    model = bench_models.build(name, "relu", 32)
+    twin = bench_models.linearized(model, inference=True)
+    bn_names = {bn.name for bn in _batch_norms(model)}
+    assert not _batch_norms(twin)
+    assert {layer.name for layer in twin.layers
+            if isinstance(layer, keras.layers.Identity)} == bn_names
+    assert bench_models.activation_elements(twin, inference=True) == 0
+    for layer in model.layers:  # every other layer keeps its weights
+        if layer.name not in bn_names:
+            for w, w_twin in zip(layer.get_weights(), twin.get_layer(layer.name).get_weights(),
+                                 strict=True):
+                np.testing.assert_array_equal(w, w_twin)
+    x = bench_models.sample_input(model, 1)
+    assert not np.allclose(twin.predict(x, verbose=0), model.predict(x, verbose=0))
+    # In the default mode a trainable batch norm does not move, so it stays in the twin.
+    default_twin = bench_models.linearized(model)
+    assert {bn.name for bn in _batch_norms(default_twin)} == bn_names
+    for bn in _batch_norms(model):
+        for w, w_twin in zip(bn.get_weights(), default_twin.get_layer(bn.name).get_weights()):
+            np.testing.assert_array_equal(w, w_twin)
+
+
+def test_activation_elements_count_batch_norms_for_inference():
+    import tf_reorder
+
+    # Counted before reorder: the rewritten model reuses layers, adding inbound nodes.
+    cifar = bench_models.build("cifar_bn", "relu", 32)
+    relus = 2 * (32 * 32 * 32 + 16 * 16 * 64 + 8 * 8 * 128)  # two convs per block
+    assert bench_models.activation_elements(cifar) == relus
+    assert bench_models.activation_elements(cifar, inference=True) == 2 * relus  # a BN each
+    xception = bench_models.build("xception_bn", "relu", 32)
+    # stem 16x16x32 (relu, BN); block BNs 16x16x64 ... 2x2x512; relus after each pool.
+    relus = 16 * 16 * 32 + 8 * 8 * 64 + 4 * 4 * 128 + 2 * 2 * 256 + 1 * 1 * 512
+    bns = 16 * 16 * 32 + 16 * 16 * 64 + 8 * 8 * 128 + 4 * 4 * 256 + 2 * 2 * 512
+    assert bench_models.activation_elements(xception) == relus
+    total = bench_models.activation_elements(xception, inference=True)
+    assert total == relus + bns
+    report = tf_reorder.plan(xception, inference=True)
+    assert 0 < report.elements_saved <= total
+    # resnet50's batch norms count only in an inference-mode cell, which it never is.
+    assert not bench_models.reorders_for_inference("resnet50")
+    assert bench_models.cell_activations("resnet50", ["sigmoid"]) == ["relu"]
+
+
+def test_with_graph_aliases_copies_batch_normalization_to_fused_batch_norm():
+    # bench_runtimes defines absl flags that tf_reorder.cli defines too (--target, --out):
+    # import it in a process of its own.
+    script = """if True:
+        import json, sys
+        sys.path.insert(0, "benchmarks")
+        import bench_runtimes
+        entry = {"move": False, "ratio": 1.05, "q1": 1.04, "q3": 1.06, "model": "xception_bn"}
+        data = {"format": 1, "provenance": {}, "runtimes": {
+            "tflite": {"batch_normalization": entry, "relu": dict(entry, move=True)},
+            "onnx": {"batch_normalization": entry, "fused_batch_norm": dict(entry, ratio=0.9)},
+            "tf": {"sigmoid": entry}}}
+        before = json.dumps(data, sort_keys=True)
+        out = bench_runtimes.with_graph_aliases(data)
+        print(json.dumps({"out": out, "unchanged": json.dumps(data, sort_keys=True) == before}))
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["unchanged"]
+    runtimes = result["out"]["runtimes"]
+    assert runtimes["tflite"]["fused_batch_norm"] == runtimes["tflite"]["batch_normalization"]
+    assert runtimes["onnx"]["fused_batch_norm"]["ratio"] == 0.9  # measured itself: kept
+    assert set(runtimes["tf"]) == {"sigmoid"}
+    assert set(runtimes["tflite"]) == {"batch_normalization", "fused_batch_norm", "relu"}
+
+
+def test_bench_runtimes_end_to_end_batch_norm_models(tmp_path):
+    policy_path = tmp_path / "policy.json"
+    result = run_binary("bench_runtimes.py", "--models=cifar_bn,xception_bn", "--runtimes=tf",
+                        "--image_size=32", "--pairs=2", "--warmup=1", "--min_sample_ms=1",
+                        f"--out={tmp_path}", f"--policy_out={policy_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads((tmp_path / "RESULTS.json").read_text())
+    cells = {c["model"]: c for c in payload["cells"]}
+    assert set(cells) == set(BN_MODELS)
+    for name, cell in cells.items():
+        assert cell["activation"] == "batch_normalization" and cell["inference"], cell
+        assert cell["sites_moved"] == {"cifar_bn": 6, "xception_bn": 4}[name], cell
+        assert 0 < cell["fraction_removed"] <= 1 and cell["max_abs_diff"] < 1e-4, cell
+        assert not cell["unchanged"] and cell["ratio"] > 0, cell
+    assert "| cifar_bn / batch_normalization |" in (tmp_path / "RESULTS.md").read_text()
+    tf_policy = json.loads(policy_path.read_text())["runtimes"]["tf"]
+    assert set(tf_policy) == {"batch_normalization", "fused_batch_norm"}
+    assert tf_policy["fused_batch_norm"] == tf_policy["batch_normalization"]
+    assert tf_policy["batch_normalization"]["ratio"] == max(c["ratio"] for c in cells.values())

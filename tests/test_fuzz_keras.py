@@ -3,7 +3,8 @@
 Each seed is one model from `fuzz_keras_models` (Sequential, functional and nested
 models; every producer, activation and pool kind; mixed_float16; runtime targets),
 checked by `fuzz_keras_checks.check_model`: outputs, untouched input, weights, names,
-the report against an independent count, idempotence and a `.keras` round trip. Every
+the report against an independent count, the max and min reductions a moved negative
+flipped, idempotence and a `.keras` round trip. Every
 fifteenth seed runs again on the JAX backend, in one child process. A soak over thousands of
 seeds: ``python tools/fuzz_soak.py --kind=keras --count=2000``; what it finds becomes a
 minimized regression test in tests/regressions/.
@@ -97,6 +98,19 @@ def test_the_seeds_cover_every_activation_layer_and_structure():
     assert wanted - features == set()
 
 
+def test_the_first_seeds_cover_min_reductions_flips_clamps_and_indices():
+    """The first 60 seeds already hold min reductions, a negative the rules move past
+    a reduction (flipping it), a clip, and an argmax or argmin (the first 300: a clip
+    into a reduction, and amin)."""
+    features = set().union(*(_spec(seed).features for seed in range(60)))
+    assert {"op:min", "op:clip", "negative_reduction", "negative_must_move",
+            "index_output"} <= features
+    assert {"clip_reduction", "op:amin"} <= set().union(*(_spec(seed).features
+                                                          for seed in SEEDS))
+    assert features & {"op:argmax", "op:argmin"}
+    assert any(_spec(seed).must_move for seed in range(60))
+
+
 def test_every_keras_activation_is_drawn_from():
     exported = {name for name in dir(keras.activations) if not name.startswith("_")
                 and name not in ("get", "serialize", "deserialize")}
@@ -132,6 +146,42 @@ def test_checks_catch_an_activation_moved_past_an_average_pool():
     inputs = verify.random_inputs(model, seed=1)
     with pytest.raises(FuzzFailure, match="outputs differ: output 0 not bitwise equal"):
         check_pair(model, wrong, tf_reorder.plan(model), inputs, predict(model, inputs))
+
+
+def _negative_then_max():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.ops.negative(layers.Conv2D(4, 3, name="conv")(inputs))
+    return keras.Model(inputs, keras.ops.max(x, axis=(1, 2)), name="model")
+
+
+def test_checks_catch_a_flip_left_undone(monkeypatch):
+    model = _negative_then_max()
+    inputs = verify.random_inputs(model, seed=1)
+    new, report = tf_reorder.reorder(model, return_report=True)
+    assert check_pair(model, new, report, inputs, predict(model, inputs))[0] is EQUAL
+    assert fuzz_keras_checks.reduction_counts(new)["Min"] == 1
+    from tf_reorder import keras_rebuild
+    monkeypatch.setattr(keras_rebuild, "flipped_reduction",
+                        lambda op, name: type(op)(axis=op.axis, keepdims=op.keepdims, name=name))
+    wrong, report = tf_reorder.reorder(model, return_report=True)
+    with pytest.raises(FuzzFailure, match="outputs differ"):
+        check_pair(model, wrong, report, inputs, predict(model, inputs))
+    with pytest.raises(FuzzFailure, match="reductions: the rewritten model holds "
+                       "{'Max': 1, 'Min': 0"):
+        fuzz_keras_checks.check_flips(model, wrong, report)
+
+
+def test_checks_catch_a_negative_kept_where_the_rules_move_it(monkeypatch):
+    model = _negative_then_max()
+    negative = next(op.name for op in model.operations if type(op).__name__ == "Negative")
+    description = fuzz_keras_models.Description(0, "negative -> max", frozenset(), False,
+                                                "any", must_move=(negative,))
+    fuzz_keras_checks.check_model(model, description)
+    from tf_reorder import algebra, keras_vocabulary
+    monkeypatch.setattr(keras_vocabulary.algebra, "NEGATIVE", dataclasses.replace(
+        algebra.NEGATIVE, monotonicity=algebra.Monotonicity.NOT_MONOTONE))
+    with pytest.raises(FuzzFailure, match=f"the rules move '{negative}'"):
+        fuzz_keras_checks.check_model(model, description)
 
 
 def test_checks_catch_a_wrong_element_count():

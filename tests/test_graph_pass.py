@@ -530,3 +530,107 @@ def test_a_per_channel_map_crosses_later_pools_with_the_same_channel_axis():
                       moved=2)
     assert {s.pool for s in report.moved} == {"Max"}
     assert all(s.elements_after == 4 for s in report.moved), str(report)
+
+
+# ---------------------------------------------------------------------------
+# Grappler's family: min reductions, the max <-> min flip, clamps, argmax.
+
+# Ties and zeros in every window: relu and clamps make more of them.
+X_TIES = np.round(RNG.standard_normal((2, 16, 16, 3)) * 2).astype("float32") / 2
+
+
+@pytest.mark.parametrize("reduce, flipped", [(tf.reduce_max, "Min"), (tf.reduce_min, "Max")])
+def test_neg_flips_a_reduction_bitwise(reduce, flipped):
+    new, report = check(lambda x: reduce(tf.negative(conv(x)), axis=[1, 2]), moved=1,
+                        x=X_TIES)
+    assert ops_in_order(new, "Identity")[1:3] == ["Neg", flipped]
+    (site,) = report.sites
+    assert f"becomes a {flipped.lower()}" in " ".join(site.notes), site
+    assert site.elements_after == 4  # one per channel, of 16 * 16 * 4
+
+
+def test_two_negs_flip_a_reduction_twice():
+    new, _ = check(lambda x: tf.reduce_max(tf.negative(tf.negative(conv(x))), axis=[1, 2]),
+                   moved=2, x=X_TIES)
+    assert ops_in_order(new, "Identity")[1:4] == ["Neg", "Neg", "Max"]
+
+
+def test_neg_and_relu_move_past_one_reduction_which_becomes_a_min():
+    new, _ = check(lambda x: tf.reduce_max(tf.nn.relu(tf.negative(conv(x))), axis=[1, 2]),
+                   moved=2, x=X_TIES)
+    assert ops_in_order(new, "Identity")[1:4] == ["Relu", "Neg", "Min"]
+
+
+def test_neg_is_refused_before_a_max_pool_and_an_average():
+    _, report = check(lambda x: pool(tf.negative(conv(x))), moved=0)
+    assert "no min counterpart" in report.sites[0].reason, report.sites[0]
+    _, report = check(lambda x: tf.reduce_mean(tf.negative(conv(x)), axis=[1, 2]), moved=0)
+    assert "averages" in report.sites[0].reason, report.sites[0]
+
+
+@pytest.mark.parametrize("activation", [tf.nn.relu, tf.sigmoid, tf.nn.elu])
+def test_a_non_decreasing_activation_moves_past_a_min_reduction(activation):
+    exact = activation is tf.nn.relu
+    new, _ = check(lambda x: tf.reduce_min(activation(conv(x)), axis=[1, 2]), moved=1,
+                   exact=exact, x=X_TIES)
+    assert ops_in_order(new, "Identity")[2] == "Min"
+
+
+@pytest.mark.parametrize("clamp, ops", [
+    (lambda y: tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.constant(-0.5),
+                                      clip_value_max=tf.constant(0.5)), ["ClipByValue"]),
+    (lambda y: tf.clip_by_value(y, -0.5, 0.5), ["Maximum", "Minimum"]),
+    (lambda y: tf.minimum(tf.maximum(y, 0.0), 6.0), ["Minimum", "Maximum"]),
+    (lambda y: tf.maximum(y, tf.constant([-1.0, -0.5, 0.0, 0.25])), ["Maximum"]),
+], ids=["ClipByValue", "clip_by_value", "relu6_by_hand", "per_channel_bound"])
+def test_a_clamp_with_constant_bounds_moves_bitwise(clamp, ops):
+    new, report = check(lambda x: pool(clamp(conv(x))), moved=len(ops), x=X_TIES)
+    assert ops_in_order(new, "Identity")[1:len(ops) + 2] == [*ops, "MaxPool"]
+    assert all(s.exact for s in report.sites)
+
+
+def test_a_clamp_crosses_zero_padding_only_if_it_keeps_zero():
+    def padded(low):
+        return lambda x: pool(tf.pad(tf.raw_ops.ClipByValue(
+            t=conv(x), clip_value_min=tf.constant(low), clip_value_max=tf.constant(6.0)),
+            [[0, 0], [1, 1], [1, 1], [0, 0]]))
+    check(padded(0.0), moved=1)
+    _, report = check(padded(0.5), moved=0)
+    assert "(0) != 0" in report.sites[0].reason, report.sites[0]
+
+
+@pytest.mark.parametrize("clamp", [
+    lambda x, y: tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.reduce_min(x),
+                                        clip_value_max=tf.constant(0.5)),
+    lambda x, y: tf.maximum(y, tf.reverse(y, [1])),
+    lambda x, y: tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.constant(np.nan, tf.float32),
+                                        clip_value_max=tf.constant(0.5)),
+], ids=["tensor_bound", "two_tensors", "nan_bound"])
+def test_a_clamp_with_a_bound_computed_at_run_time_or_nan_is_refused(clamp):
+    _, report = check(lambda x: pool(clamp(x, conv(x))), moved=0)
+    assert report.sites, "the clamp is a candidate and says why it stays"
+    reason = report.sites[0].reason
+    assert "computed at run time" in reason or "NaN" in reason, report.sites[0]
+
+
+def test_a_clamp_whose_constant_is_the_first_input_is_no_candidate():
+    _, report = check(lambda x: pool(tf.maximum(0.0, conv(x))), moved=0)
+    assert not report.sites
+
+
+@pytest.mark.parametrize("activation, words", [
+    (tf.sigmoid, "saturation and underflow"), (tf.negative, "argmax(-x) is argmin(x)")])
+def test_argmax_is_refused_with_the_reason(activation, words):
+    _, report = check(lambda x: tf.argmax(activation(conv(x)), axis=-1), moved=0)
+    (site,) = report.sites
+    assert words in site.reason and site.pool == "ArgMax", site
+
+
+def test_a_flip_inside_a_library_function():
+    @tf.function
+    def inner(y):
+        return tf.reduce_max(tf.negative(y), axis=[1, 2])
+
+    new, report = check(lambda x: inner(conv(x)), moved=1, x=X_TIES)
+    (function,) = [f for f in new.library.function if "inner" in f.signature.name]
+    assert sorted(n.op for n in function.node_def if n.op in ("Max", "Min")) == ["Min"]

@@ -65,3 +65,44 @@ def test_the_tables_name_real_ops():
                   ops.GRAPPLER_NON_DECREASING_OPS, ops.GRAPPLER_NON_INCREASING_OPS,
                   ops.ACTIVATION_OPS):
         assert set(table) <= registered, set(table) - registered
+
+
+def test_min_reductions_and_argmax_are_steps():
+    none = lambda text: None  # noqa: E731
+    minimum = ops.step_of(_node("Min"), none)
+    assert minimum.kind is StepKind.MIN and minimum.reduction and ops.shrinks(_node("Min"))
+    for op in ("ArgMax", "ArgMin"):
+        assert ops.step_of(_node(op), none).kind is StepKind.ARG_EXTREMUM
+    assert ops.FLIPPED_REDUCTIONS == {"Max": "Min", "Min": "Max"}
+
+
+def _clamp(op, *bounds):
+    node = _node(op)
+    node.input.extend(["x", *(f"bound{i}" for i in range(len(bounds)))])
+    values = {f"bound{i}": b for i, b in enumerate(bounds)}
+    return ops.clamp_of(node, values.get, lambda text: [2, 8, 8, 4])
+
+
+def test_clamps_with_constant_bounds():
+    f, axes = _clamp("ClipByValue", np.float32(-1), np.float32(6))
+    assert (f.name, f.exact, f.zero_at_zero, axes) == ("ClipByValue(x, -1, 6)", True, True,
+                                                       frozenset())
+    f, _ = _clamp("Maximum", np.float32(0.5))
+    assert f.name == "Maximum(x, 0.5)" and not f.zero_at_zero and f.monotonicity.keeps_order
+    f, _ = _clamp("Minimum", np.float32(-0.5))
+    assert f.name == "Minimum(x, -0.5)" and not f.zero_at_zero
+    f, axes = _clamp("Maximum", np.array([0, -1, 0, -2], np.float32))
+    assert axes == frozenset({-1}) and f.zero_at_zero  # varies along the channel
+    assert _clamp("Maximum", np.zeros((2, 8, 8, 4, 3), np.float32)) is None  # grows x
+
+
+def test_clamps_with_a_bound_that_is_no_constant_or_nan():
+    f, _ = _clamp("ClipByValue", None, np.float32(1))
+    assert not f.monotonicity.keeps_order and "computed at run time" in f.name
+    f, _ = _clamp("Minimum", None)
+    assert not f.monotonicity.keeps_order and "NaN" in f.detail
+    f, _ = _clamp("ClipByValue", np.float32(np.nan), np.float32(1))
+    assert not f.monotonicity.keeps_order and f.detail == "a bound is NaN"
+    node = _node("Maximum")
+    node.input.extend(["zero", "x"])  # the constant first: the data is not input 0
+    assert ops.clamp_of(node, {"zero": np.float32(0)}.get, lambda text: None) is None

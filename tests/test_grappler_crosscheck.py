@@ -34,6 +34,12 @@ Measured on TF 2.21 (CPU):
 | Sigmoid + Pad + MaxPool      | kept                | kept                           | kept       |
 | Relu + AvgPool               | kept                | fused                          | kept       |
 | Relu with a second consumer  | kept                | fused                          | kept       |
+| Neg + reduce_max             | moved               | moved                          | moved      |
+| Neg + MaxPool                | kept                | kept                           | kept       |
+| Relu + reduce_min            | kept                | fused                          | moved      |
+| Sigmoid + reduce_min         | moved               | moved                          | moved      |
+| ClipByValue + MaxPool        | kept                | kept                           | moved      |
+| Maximum(x, 0) + MaxPool      | kept                | kept                           | moved      |
 
 Every case runs after a BiasAdd (Conv2D -> BiasAdd -> f -> pool) unless its
 name says otherwise. What the table shows:
@@ -48,6 +54,11 @@ name says otherwise. What the table shows:
   anything across an average, an activation with a second consumer):
   tf_reorder refuses with a reason; Grappler's stage does not match these
   shapes at all (a pool's direct input only, Max/MaxPool only, one consumer).
+- Grappler's family beyond Max: both flip a max reduction into a min for Neg
+  (``Max(Neg(x)) -> Neg(Min(x))``) and leave Neg before a MaxPool (no min pool);
+  both move Sigmoid past a Min reduction (Grappler skips a Relu after BiasAdd there
+  too). Grappler does not take clamps (ClipByValue, Maximum with a constant) as
+  monotone; tf_reorder moves them, bitwise.
 - All graphs (original, both Grappler outputs, tf_reorder's) give the same
   outputs, run in a Session with Grappler off: bitwise for the relu family
   wherever no convolution was fused, rtol 1e-6 otherwise. (On TF 2.21 CPU
@@ -82,7 +93,7 @@ SPEC = tf.TensorSpec([2, 16, 16, 3], tf.float32, name="x")
 X = RNG.standard_normal((2, 16, 16, 3)).astype("float32")
 PADDING = [[0, 0], [1, 1], [1, 1], [0, 0]]
 CPU = "/job:localhost/replica:0/task:0/device:CPU:0"
-POOL_OPS = frozenset({"MaxPool", "MaxPoolV2", "Max", "AvgPool"})
+POOL_OPS = frozenset({"MaxPool", "MaxPoolV2", "Max", "Min", "AvgPool"})
 RELU_FAMILY = frozenset({"Relu", "Relu6", "LeakyRelu"})
 
 
@@ -149,6 +160,19 @@ CASES = [
          "Relu", KEPT, FUSED, KEPT, refusal="averages"),
     Case("Relu with a second consumer", with_second_consumer,
          "Relu", KEPT, FUSED, KEPT, refusal="2 consumers"),
+    Case("Neg + reduce_max", lambda x: tf.reduce_max(tf.negative(conv(x)), axis=[1, 2]),
+         "Neg", MOVED, MOVED, MOVED),
+    Case("Neg + MaxPool", lambda x: pool(tf.negative(conv(x))), "Neg", KEPT, KEPT, KEPT,
+         refusal="no min counterpart"),
+    Case("Relu + reduce_min", lambda x: tf.reduce_min(tf.nn.relu(conv(x)), axis=[1, 2]),
+         "Relu", KEPT, FUSED, MOVED),
+    Case("Sigmoid + reduce_min", lambda x: tf.reduce_min(tf.sigmoid(conv(x)), axis=[1, 2]),
+         "Sigmoid", MOVED, MOVED, MOVED),
+    Case("ClipByValue + MaxPool", lambda x: pool(tf.raw_ops.ClipByValue(
+        t=conv(x), clip_value_min=tf.constant(-0.5), clip_value_max=tf.constant(0.5))),
+         "ClipByValue", KEPT, KEPT, MOVED),
+    Case("Maximum(x, 0) + MaxPool", lambda x: pool(tf.maximum(conv(x), 0.0)),
+         "Maximum", KEPT, KEPT, MOVED),
 ]
 IDS = [c.name for c in CASES]
 

@@ -861,3 +861,117 @@ def test_a_bad_target_is_a_clear_error():
     with pytest.raises(tf_reorder.ReorderError, match=message):
         tf_reorder.plan(model, target="tflite_gpu")
     assert model_fingerprint(model) == before
+
+
+# -- Grappler's family: min reductions, the max <-> min flip, clamps, argmax ---------
+
+
+def _functional(build, shape=(10, 10, 4), name=None):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, build(inputs), name=name)
+
+
+# Halves: ties in every window, and zeros for relu to tie more.
+TIES = np.round(np.random.default_rng(3).standard_normal((3, 10, 10, 4)) * 2) / 2
+
+
+def _negative_tanh(x):
+    return -keras.ops.tanh(x)
+
+
+@pytest.fixture
+def negative_tanh():
+    tf_reorder.register_monotone(_negative_tanh, zero_at_zero=True, decreasing=True)
+    yield _negative_tanh
+    tf_reorder.unregister_monotone(_negative_tanh)
+
+
+@pytest.mark.parametrize("reduce, flipped", [
+    (keras.ops.max, "Min"), (keras.ops.min, "Max"), (keras.ops.amax, "Amin"),
+    (keras.ops.amin, "Amax")])
+def test_negative_flips_a_keras_reduction_bitwise(reduce, flipped, tmp_path):
+    model = _functional(lambda x: reduce(keras.ops.negative(layers.Conv2D(3, 3)(x)),
+                                         axis=(1, 2)))
+    new, report = check_rewrite(model, moved=1, inputs=TIES.astype("float32"))
+    (site,) = report.sites
+    assert "(negative is non-increasing)" in " ".join(site.notes), site
+    assert [type(op).__name__ for op in new.operations][-2:] == [flipped, "Negative"]
+    again = roundtrip(new, tmp_path)
+    x = TIES.astype("float32")
+    assert np.array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_declared_decreasing_activation_flips_a_reduction(negative_tanh, tmp_path):
+    model = _functional(lambda x: keras.ops.max(
+        layers.Conv2D(3, 3, activation=negative_tanh)(x), axis=(1, 2)))
+    new, report = check_rewrite(model, moved=1, exact=False)
+    assert report.sites[0].fused and report.sites[0].function == "_negative_tanh"
+    assert "Min" in [type(op).__name__ for op in new.operations]
+    again = keras.saving.load_model(
+        (new.save(path := str(tmp_path / "m.keras")), path)[1],
+        custom_objects={"_negative_tanh": negative_tanh})
+    x = np.random.default_rng(0).standard_normal((2, 10, 10, 4)).astype("float32")
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
+
+
+def test_a_decreasing_activation_stays_before_a_max_pool_layer(negative_tanh):
+    for pool in (layers.MaxPooling2D(), layers.GlobalMaxPooling2D()):
+        model = seq((10, 10, 4), layers.Conv2D(3, 3, activation=negative_tanh), pool)
+        _, report = check_rewrite(model, moved=0)
+        assert "no min counterpart" in report.sites[0].reason, report.sites[0]
+
+
+def test_register_monotone_refuses_increasing_and_decreasing_at_once():
+    with pytest.raises(ValueError, match="both"):
+        tf_reorder.register_monotone(_negative_tanh, zero_at_zero=True, decreasing=True,
+                                     strictly_increasing=True)
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "elu"])
+def test_a_monotone_activation_moves_past_keras_ops_min(name):
+    model = _functional(lambda x: keras.ops.min(layers.Conv2D(3, 3, activation=name)(x),
+                                                axis=(1, 2)))
+    _, report = check_rewrite(model, moved=1, exact=exact(name),
+                              inputs=TIES.astype("float32"))
+    assert (report.sites[0].elements_before, report.sites[0].elements_after) == (192, 3)
+
+
+def test_a_min_over_the_batch_axis_is_no_step():
+    model = _functional(lambda x: keras.ops.min(keras.ops.relu(x), axis=0))
+    _, report = check_rewrite(model, moved=0)
+    assert not report.moved
+
+
+@pytest.mark.parametrize("low, high, pad, moves", [
+    (-0.5, 0.5, False, True), (0.0, 6.0, True, True), (0.5, 6.0, True, False)])
+def test_keras_ops_clip_moves_where_valid(low, high, pad, moves, tmp_path):
+    def build(x):
+        y = keras.ops.clip(layers.Conv2D(3, 3)(x), low, high)
+        return layers.MaxPooling2D()(layers.ZeroPadding2D()(y) if pad else y)
+    model = _functional(build)
+    new, report = check_rewrite(model, moved=int(moves), inputs=TIES.astype("float32"))
+    if moves:
+        again = roundtrip(new, tmp_path)
+        x = TIES.astype("float32")
+        assert np.array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    else:
+        assert "(0) != 0" in report.sites[0].reason, report.sites[0]
+
+
+def test_a_relu_before_a_clamp_by_a_tensor_is_a_near_miss():
+    # keras.ops.maximum of two tensors: no constant bound, so nothing moves past it.
+    def build(x):
+        y = layers.Conv2D(3, 3, activation="relu")(x)
+        return layers.MaxPooling2D()(keras.ops.maximum(y, layers.Conv2D(3, 3)(x)))
+    _, report = check_rewrite(_functional(build), moved=0)
+    (site,) = report.sites
+    assert "between relu and" in site.reason and "maximum" in site.reason.lower(), site
+
+
+@pytest.mark.parametrize("reduce", [keras.ops.argmax, keras.ops.argmin])
+def test_keras_argmax_is_refused_with_the_float32_reason(reduce):
+    model = _functional(lambda x: reduce(layers.Conv2D(3, 3, activation="sigmoid")(x),
+                                         axis=-1))
+    _, report = check_rewrite(model, moved=0)
+    assert "saturation and underflow" in report.sites[0].reason, report.sites[0]

@@ -395,3 +395,55 @@ def test_the_packaged_policy():
             assert entry["move"] == (entry["ratio"] <= threshold), (runtime, family, entry)
             assert loaded.decide(family).ok == entry["move"]
     assert load_policy("all").target == "all"
+
+
+# ---------------------------------------------------------------------------
+# Re-measuring one family: update_policy.
+
+UPDATE = policy_from_measurements(
+    [cell("tflite", "batch_normalization", 1.10, "xception_bn"),
+     cell("tf", "batch_normalization", 0.95, "cifar_bn"),
+     cell("tflite", "sigmoid", 0.70)],
+    {**PROVENANCE, "command": "python benchmarks/bench_runtimes.py --models=cifar_bn",
+     "date": "2026-12-04"})
+
+
+def test_update_replaces_only_what_it_measured():
+    base = copy.deepcopy(VALID)
+    data = policy.update_policy(base, UPDATE)
+    assert base == VALID  # not changed
+    assert data["runtimes"]["tflite"]["relu"] == VALID["runtimes"]["tflite"]["relu"]
+    assert data["runtimes"]["tflite"]["sigmoid"]["ratio"] == 0.70
+    assert data["runtimes"]["tflite"]["sigmoid"]["measured"] == "2026-12-04"
+    assert data["runtimes"]["tflite"]["batch_normalization"]["move"] is False
+    assert data["runtimes"]["tf"]["batch_normalization"]["move"] is True
+    assert data["provenance"]["date"] == "2026-11-23"
+    assert data["provenance"]["updates"] == [{
+        "command": "python benchmarks/bench_runtimes.py --models=cifar_bn",
+        "date": "2026-12-04", "families": ["batch_normalization", "sigmoid"]}]
+    again = policy.update_policy(data, UPDATE)
+    assert len(again["provenance"]["updates"]) == 2
+
+
+def test_an_updated_entry_gives_its_own_date(tmp_path):
+    path = write_json(tmp_path, policy.update_policy(VALID, UPDATE))
+    tflite = load_policy("tflite", path=path)
+    assert tflite.decide("batch_normalization").reason == (
+        "batch_normalization measured 1.10x slower on tflite (xception_bn; policy tflite, "
+        "measured 2026-12-04)")
+    assert tflite.decide("relu").reason == RELU_ON_TFLITE  # the base's date
+    assert tflite.decisions["tflite"]["relu"].measured is None
+
+
+def test_update_needs_the_same_threshold():
+    strict = policy_from_measurements(CELLS, PROVENANCE, threshold=1.0)
+    with pytest.raises(ReorderError, match="threshold 1.01 is not the update's 1.0"):
+        policy.update_policy(VALID, strict)
+
+
+def test_a_bad_measured_date_is_named(tmp_path):
+    data = copy.deepcopy(VALID)
+    data["runtimes"]["tflite"]["relu"]["measured"] = 20261204
+    with pytest.raises(ReorderError, match=r"runtimes.tflite.relu.measured must be a "
+                       r"non-empty string"):
+        load_policy("tflite", path=write_json(tmp_path, data))

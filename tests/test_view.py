@@ -48,3 +48,14 @@ def test_what_the_planner_reads():
     assert view.is_first_output(relu.outputs[0]) and view.source(reshape) is relu.outputs[0]
     assert view.exits(relu.outputs[0]) == ""
     assert (view.label(pool), view.kind(pool), view.elements(pool)) == ("pool", "MaxPooling2D", 4)
+
+
+def test_a_flip_turns_a_max_reduction_into_a_min_and_back():
+    view = DataView("model")
+    x = Value()
+    maximum = view.add(Node("max", "Max", [x], step=Step(StepKind.MAX_POOL, "max",
+                                                         reduction=True)))
+    view.flip(maximum)
+    assert maximum.flipped and maximum.step.kind is StepKind.MIN and maximum.step.reduction
+    view.flip(maximum)
+    assert not maximum.flipped and maximum.step.kind is StepKind.MAX_POOL

@@ -1,11 +1,14 @@
-"""The commute rules: when an elementwise ``f`` may move past a max reduction.
+"""The commute rules: when an elementwise ``f`` may move past a max (or min) reduction.
 
 This is the one place the rules live. The Keras and the GraphDef front ends map
 their own vocabulary (layers, activation names, TF op names) onto `Function`
 and `Step` values and ask the questions below; neither decides validity itself.
 
 The identity behind every rule: for a non-decreasing ``f``,
-``max(f(a), f(b)) == f(max(a, b))``, so ``maxpool(f(x)) == f(maxpool(x))``.
+``max(f(a), f(b)) == f(max(a, b))``, so ``maxpool(f(x)) == f(maxpool(x))``; the same
+holds for a min. A non-increasing ``f`` turns one into the other,
+``max(f(a), f(b)) == f(min(a, b))``, so it moves past a max or min reduction that the
+rewrite flips (`flips`), and never past a max pool (no runtime has a min pool).
 
 Example:
 
@@ -93,6 +96,8 @@ class StepKind(enum.Enum):
     ZERO_PADDING = "zero padding"  # inserts zeros
     MAX_POOL = "max pool"  # max over windows or axes
     MAX_POOL_WITH_ARGMAX = "max pool with argmax"  # max, and where it was
+    MIN = "min"  # min over axes (reduce_min; no runtime has a min pool)
+    ARG_EXTREMUM = "argmax or argmin"  # where the max or min of an axis is
     AVERAGE_POOL = "average pool"  # mean or sum over windows or axes
     OTHER = "other"
 
@@ -107,7 +112,7 @@ class Step:
     # For a max step: it makes every input larger than one window smaller
     # (global, adaptive, strided, or a 'valid' window wider than 1).
     shrinks: bool = False
-    # For a max or average step: it reduces whole axes (reduce_max), not windows.
+    # For a max, min or average step: it reduces whole axes (reduce_max), not windows.
     reduction: bool = False
     # For a DATA_MOVEMENT step: it is the identity at inference only (a dropout, a
     # noise layer), so only a pass for inference may cross it.
@@ -127,14 +132,32 @@ class Verdict:
 
 YES = Verdict(True, "")
 NO_MAX = "no max pooling on the path"
+# argmax(f(x)) == argmax(x) needs an f that makes no ties: in float32 every catalogue
+# function but Neg saturates or underflows somewhere (sigmoid(20) == sigmoid(30) == 1),
+# and the argmax of a tie is its first index. Neg is exact (argmax(-x) == argmin(x)),
+# but that rewrite removes f instead of moving it, which this pass does not do.
+ARG_REFUSAL = ("'{step}' returns an index, which f does not reach: removing {f} there is "
+               "exact only for an f that makes no ties, and in float32 saturation and "
+               "underflow make them (argmax of a tie is its first index)")
 
 MAX_STEPS = (StepKind.MAX_POOL, StepKind.MAX_POOL_WITH_ARGMAX)
+# The steps an activation may land after: a max, or a min (for a non-decreasing f,
+# ``min(f(x)) == f(min(x))`` too).
+EXTREMA = (*MAX_STEPS, StepKind.MIN)
 
 
-def commutes_with_max(f: Function, step: Step, *, inference: bool = False) -> Verdict:
-    """Whether ``max(f(x)) == f(max(x))`` for the max that ``step`` takes.
+def commutes_with_extremum(f: Function, step: Step, *, inference: bool = False) -> Verdict:
+    """Whether ``max(f(x)) == f(max(x))`` (or the same for a min) for ``step``.
 
-    With ``inference``, it needs to hold at inference only (see `Function.inference_only`).
+    A non-increasing ``f`` turns a max into a min and back: ``max(-x) == -min(x)``. It
+    commutes with a reduction that the rewrite flips (see `flips`), not with a max pool:
+    no runtime has a min pool to flip it into. With ``inference``, the identity needs to
+    hold at inference only (see `Function.inference_only`).
+
+    Example:
+
+        commutes_with_extremum(TF_OPS["Neg"], Step(StepKind.MAX_POOL, "max", reduction=True))
+        # YES: Max(Neg(x)) becomes Neg(Min(x))
     """
     if f.identity:
         return Verdict(False, f"{f.name} is the identity: nothing to move")
@@ -146,9 +169,14 @@ def commutes_with_max(f: Function, step: Step, *, inference: bool = False) -> Ve
         )
     if not f.elementwise:
         return Verdict(False, f"{f.name} is not elementwise")
-    if f.monotonicity is Monotonicity.NON_INCREASING:
-        return Verdict(False, f"{f.name} is non-increasing: it would turn the max into a min")
-    if not f.monotonicity.keeps_order:
+    if step.kind not in EXTREMA:
+        return may_cross(f, step, inference=inference)
+    decreasing = f.monotonicity is Monotonicity.NON_INCREASING
+    if decreasing and not (step.reduction and step.kind in (StepKind.MAX_POOL, StepKind.MIN)):
+        return Verdict(False, f"{f.name} is non-increasing: it turns a max into a min, "
+                       f"and '{step.name}' is a max pool, which has no min counterpart "
+                       "(only max and min reductions flip)")
+    if not decreasing and not f.monotonicity.keeps_order:
         detail = f" ({f.detail})" if f.detail else ""
         return Verdict(False, f"{f.name} is not monotone{detail}, so max(f(x)) != f(max(x))")
     if not f.uniform:
@@ -172,18 +200,41 @@ def commutes_with_max(f: Function, step: Step, *, inference: bool = False) -> Ve
     return YES
 
 
+def flips(f: Function, step: Step) -> bool:
+    """Whether moving ``f`` past ``step`` turns it from a max into a min, or back.
+
+    Example:
+
+        flips(TF_OPS["Neg"], Step(StepKind.MIN, "min", reduction=True))   # True
+    """
+    return f.monotonicity is Monotonicity.NON_INCREASING and step.reduction and \
+        step.kind in (StepKind.MAX_POOL, StepKind.MIN)
+
+
+def flipped(step: Step) -> Step:
+    """A max reduction as a min, or a min as a max (see `flips`)."""
+    kind = StepKind.MIN if step.kind is StepKind.MAX_POOL else StepKind.MAX_POOL
+    return dataclasses.replace(step, kind=kind)
+
+
 def may_cross(f: Function, step: Step, *, inference: bool = False) -> Verdict:
     """Whether ``f`` may move from before ``step`` to after it.
 
     With ``inference``, the result needs to hold at inference only, so ``f`` may also
     cross the steps that are the identity there (``Step.inference_only``).
     """
-    if step.kind in MAX_STEPS:
-        return commutes_with_max(f, step, inference=inference)
+    if step.kind in EXTREMA:
+        return commutes_with_extremum(f, step, inference=inference)
     if step.kind is StepKind.AVERAGE_POOL:
         return Verdict(
-            False, f"'{step.name}' averages, and a nonlinear f does not commute with a mean"
+            False, f"'{step.name}' averages: f is moved past a max or a min, not a mean"
         )
+    if step.kind is StepKind.ARG_EXTREMUM:
+        if f.monotonicity is Monotonicity.NON_INCREASING and f.exact:
+            return Verdict(False, f"'{step.name}' returns an index: {f.name} could be removed "
+                           "there (argmax(-x) is argmin(x)), but this pass moves "
+                           "activations, it does not remove them")
+        return Verdict(False, ARG_REFUSAL.format(f=f.name, step=step.name))
     if not f.elementwise:
         return Verdict(False, f"{f.name} is not elementwise")
     if step.kind is StepKind.DATA_MOVEMENT:
@@ -203,12 +254,12 @@ def may_cross(f: Function, step: Step, *, inference: bool = False) -> Verdict:
 
 
 def check_path(f: Function, steps: Sequence[Step], *, inference: bool = False) -> Verdict:
-    """Whether ``f`` may cross every step in order and ends after a max.
+    """Whether ``f`` may cross every step in order and ends after a max (or a min).
 
-    The path must reach at least one max step; steps after the last max are
+    The path must reach at least one such step; steps after the last one are
     not crossed (callers pass the path up to where ``f`` would land).
     """
-    if not any(s.kind in MAX_STEPS for s in steps):
+    if not any(s.kind in EXTREMA for s in steps):
         return Verdict(False, NO_MAX)
     for step in steps:
         verdict = may_cross(f, step, inference=inference)
@@ -219,7 +270,8 @@ def check_path(f: Function, steps: Sequence[Step], *, inference: bool = False) -
 
 def landing_index(f: Function, steps: Sequence[Step], *,
                   inference: bool = False) -> tuple[int, Verdict]:
-    """How far along ``steps`` f may move: the index after the last max it reaches.
+    """How far along ``steps`` f may move: the index after the last max (or min) it
+    reaches.
 
     Returns ``(n, verdict)``: ``f`` may land after ``steps[n - 1]`` (``n == 0``:
     not at all, and ``verdict`` says why not).
@@ -231,7 +283,7 @@ def landing_index(f: Function, steps: Sequence[Step], *,
         if not verdict:
             first_refusal = verdict
             break
-        if step.kind in MAX_STEPS:
+        if step.kind in EXTREMA:
             landing = i + 1
     if landing:
         return landing, YES
@@ -262,7 +314,7 @@ def worth_moving_any_size(steps: Sequence[Step]) -> Verdict:
         if step.kind is StepKind.ZERO_PADDING:
             return Verdict(False, f"input size unknown and '{step.name}' pads: cannot show "
                            "that the move removes work")
-    if any(step.kind in MAX_STEPS and step.shrinks for step in steps):
+    if any(step.kind in EXTREMA and step.shrinks for step in steps):
         return YES
     return Verdict(False, "input size unknown and no pool on the path is strided: cannot "
                    "show that the move removes work")
@@ -353,7 +405,8 @@ TF_OPS: dict[str, Function] = {
         _fn("Rint", _N, zero=True),
         _fn("Round", _N, zero=True),
         _fn("Sign", _N, zero=True),  # wrong on subnormals in the vectorised kernel
-        _fn("Neg", Monotonicity.NON_INCREASING, zero=True, exact=True),
+        # Not zero_at_zero: -(+0.0) is -0.0, so padded zeros would change sign.
+        _fn("Neg", Monotonicity.NON_INCREASING, exact=True),
     ]
 }
 
@@ -397,7 +450,7 @@ def relu(negative_slope: float = 0.0, max_value: float | None = None,
         name = f"ReLU({inner})" if inner else "relu"
     plain = negative_slope == 0 and max_value is None and threshold == 0
     mono = _N if negative_slope >= 0 and threshold >= 0 else _X
-    zero = negative_slope == 0 or threshold <= 0
+    zero = negative_slope == 0 or threshold <= 0  # consulted only where f is monotone
     # A ReLU with parameters is its own family: no runtime measures it as "relu".
     return Function(name, mono, zero_at_zero=zero, exact=True,
                     family="relu" if plain else name)
@@ -408,14 +461,14 @@ def leaky_relu(negative_slope: float, *, name: str | None = None) -> Function:
     mono = _N if negative_slope >= 0 else _X
     # A zero slope maps negatives to -0.0, so a window holding 0.0 and a negative
     # value pools to a different zero in each order: equal as numbers, not bits.
-    return Function(name, mono, zero_at_zero=True, exact=negative_slope != 0,
+    return Function(name, mono, zero_at_zero=negative_slope >= 0, exact=negative_slope != 0,
                     family="leaky_relu")
 
 
 def elu(alpha: float, *, name: str | None = None) -> Function:
     name = name or f"ELU(alpha={_num(alpha)})"
     mono = _N if alpha >= 0 else _X
-    return Function(name, mono, zero_at_zero=True, family="elu")
+    return Function(name, mono, zero_at_zero=alpha >= 0, family="elu")
 
 
 def celu(alpha: float, *, name: str | None = None) -> Function:
@@ -432,10 +485,20 @@ def shrink(kind: str, threshold: float, *, name: str | None = None) -> Function:
                     family=kind)
 
 
-def clip(low: float, high: float) -> Function:
-    """``min(max(x, low), high)`` with constant bounds: non-decreasing and exact."""
-    return Function(f"clip({_num(low)}, {_num(high)})", _N, zero_at_zero=low <= 0 <= high,
-                    exact=True, family="clip")
+def clip(low: float, high: float, *, name: str | None = None) -> Function:
+    """``min(max(x, low), high)`` with constant bounds: non-decreasing and exact.
+
+    Either bound may be infinite (``Maximum(x, 0)`` is ``clip(0, inf)``); a NaN bound
+    makes the result depend on the kernel's order of operations, so it is refused.
+
+    Example:
+
+        clip(0, 6)   # like relu6; crosses zero padding since clip(0) == 0
+    """
+    name = name or f"clip({_num(low)}, {_num(high)})"
+    if math.isnan(low) or math.isnan(high):
+        return Function(name, _X, family="clip", detail="a bound is NaN")
+    return Function(name, _N, zero_at_zero=low <= 0 <= high, exact=True, family="clip")
 
 
 def threshold(threshold: float, default_value: float) -> Function:
@@ -481,7 +544,7 @@ def per_channel_affine(name: str, scales: Iterable[float], offsets: Iterable[flo
                     detail=detail)
 
 
-NEGATIVE = Function("negative", Monotonicity.NON_INCREASING, zero_at_zero=True, exact=True)
+NEGATIVE = Function("negative", Monotonicity.NON_INCREASING, exact=True)
 
 
 def prelu(min_alpha: float, *, uniform: bool) -> Function:
@@ -541,10 +604,14 @@ def register_monotone(
     zero_at_zero: bool,
     strictly_increasing: bool = False,
     exact: bool = False,
+    decreasing: bool = False,
 ) -> Callable[..., Any] | str:
-    """Declares a custom activation elementwise and monotone non-decreasing.
+    """Declares a custom activation elementwise and monotone non-decreasing (or, with
+    ``decreasing``, non-increasing).
 
-    Once declared, tf_reorder moves it past max pools like a built-in one. The
+    Once declared, tf_reorder moves it past max pools like a built-in one; a
+    non-increasing one moves past max and min reductions only (``keras.ops.max``,
+    ``keras.ops.min``), turning one into the other: ``max(f(x)) == f(min(x))``. The
     declaration is a promise: tf_reorder cannot check it, and a wrong one gives a
     model that computes something else.
 
@@ -558,6 +625,7 @@ def register_monotone(
         move past a max pool that also returns the argmax).
       exact: whether ``f`` uses only correctly rounded operations, so the two
         orders agree bitwise (documentation for tests; it changes no decision).
+      decreasing: whether ``f(a) >= f(b)`` whenever ``a < b`` instead (``-tanh``).
 
     Returns:
       ``activation`` itself, so it can be used as a decorator.
@@ -576,11 +644,16 @@ def register_monotone(
         raise TypeError(
             f"register_monotone takes a function or a name, not {type(activation).__name__}"
         )
+    if decreasing and strictly_increasing:
+        raise ValueError("register_monotone: an activation cannot be both "
+                         "strictly_increasing and decreasing")
     name = activation if isinstance(activation, str) else getattr(
         activation, "__name__", repr(activation))
+    monotonicity = Monotonicity.NON_INCREASING if decreasing else \
+        _S if strictly_increasing else _N
     function = Function(
         name,
-        _S if strictly_increasing else _N,
+        monotonicity,
         zero_at_zero=bool(zero_at_zero),
         exact=bool(exact),
     )

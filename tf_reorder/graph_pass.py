@@ -177,6 +177,15 @@ class _View(view.View):
                     continue
                 function = described[0]
                 self._facts[id(node)] = self._affine_facts(node, described[1])
+            elif node.op in ops.CLAMP_OPS:
+                described = ops.clamp_of(node, body.constant, body.shape)
+                if described is None:
+                    continue
+                function = described[0]
+                if described[1] or ops.needs_rank(node, body.constant):
+                    self._facts[id(node)] = view.Facts(
+                        varies_along=described[1],
+                        needs_rank=ops.needs_rank(node, body.constant))
             else:
                 function = ops.activation_of(node)
             if function is not None:
@@ -311,6 +320,11 @@ class _View(view.View):
         if name in body.kept:
             return f"'{self.label(node)}' is fetched or preserved"
         return ""
+
+    def flip(self, node: node_def_pb2.NodeDef) -> None:
+        node.op = ops.FLIPPED_REDUCTIONS[node.op]  # same inputs and attrs
+        self._steps.pop(id(node), None)
+        self._facts.pop(id(node), None)
 
     def move(self, activation: node_def_pb2.NodeDef,
              crossed: Sequence[node_def_pb2.NodeDef]) -> None:

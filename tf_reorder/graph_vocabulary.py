@@ -1,8 +1,9 @@
 """TensorFlow's vocabulary for the rules: which ops are activations, steps, or else.
 
 The GraphDef front end (`graph_pass`) asks this module what an op is: an activation
-(`activation_of`), a step between an activation and a pool (`step_of`: data movement,
-padding, a max or an average), an elementwise op that makes a near miss, or one that
+(`activation_of`; a clamp by constants, `clamp_of`; a per-channel affine map,
+`affine_of`), a step between an activation and a pool (`step_of`: data movement, padding,
+a max, a min, an average or an argmax), an elementwise op that makes a near miss, or one that
 Grappler's arithmetic optimizer swaps with a max after it itself. It decides no move.
 
 Example:
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -29,12 +31,16 @@ POOL_OPS: dict[str, StepKind] = {
     "MaxPoolV2": StepKind.MAX_POOL,
     "MaxPool3D": StepKind.MAX_POOL,
     "Max": StepKind.MAX_POOL,
+    "Min": StepKind.MIN,
+    "ArgMax": StepKind.ARG_EXTREMUM,
+    "ArgMin": StepKind.ARG_EXTREMUM,
     "MaxPoolWithArgmax": StepKind.MAX_POOL_WITH_ARGMAX,
     "AvgPool": StepKind.AVERAGE_POOL,
     "AvgPool3D": StepKind.AVERAGE_POOL,
     "Mean": StepKind.AVERAGE_POOL,
 }
-REDUCTION_OPS = frozenset({"Max", "Mean"})
+REDUCTION_OPS = frozenset({"Max", "Min", "Mean", "ArgMax", "ArgMin"})
+FLIPPED_REDUCTIONS = {"Max": "Min", "Min": "Max"}  # past a non-increasing activation
 DATA_MOVEMENT_OPS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "ExpandDims",
                                "MirrorPad"})
 # Ops Grappler's arithmetic optimizer swaps with a max after them
@@ -76,7 +82,7 @@ def step_of(node: node_def_pb2.NodeDef,
 
 def shrinks(node: node_def_pb2.NodeDef) -> bool:
     """Whether a max makes every input larger than its window smaller (unknown sizes)."""
-    if node.op == "Max":
+    if node.op in ("Max", "Min"):
         return True
     if node.op in ("MaxPool", "MaxPool3D", "MaxPoolWithArgmax"):
         strides = list(node.attr["strides"].list.i)
@@ -154,7 +160,8 @@ _SHIFTING_OPS = frozenset({"Add", "AddV2", "BiasAdd", "Sub"})
 AFFINE_OPS = FUSED_BATCH_NORM_OPS | _SCALING_OPS | _SHIFTING_OPS
 # Ops that TF's remapper fuses a following bias, scale or batch normalization into (and
 # that TFLite and ONNX Runtime fold one into): moving that off would undo the fusion.
-CANDIDATE_OPS = ACTIVATION_OPS | AFFINE_OPS  # what the planner is asked to move
+CLAMP_OPS = frozenset({"ClipByValue", "Maximum", "Minimum"})
+CANDIDATE_OPS = ACTIVATION_OPS | AFFINE_OPS | CLAMP_OPS  # what the planner is asked to move
 CONTRACTION_OPS = frozenset({
     "Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMul", "BatchMatMulV2",
     "BatchMatMulV3", "Conv2DBackpropInput", "Conv3DBackpropInputV2", "_FusedConv2D",
@@ -217,6 +224,67 @@ def affine_of(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
         family="bias_add" if op == "BiasAdd" else op.lower()), axes
 
 
+def clamp_of(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
+             shape: Callable[[str], list[int] | None]) -> tuple[algebra.Function,
+                                                               frozenset[int]] | None:
+    """A clamp of its first input, and the axes its bounds vary along (from the end).
+
+    ``ClipByValue(x, lo, hi)``, ``Maximum(x, lo)`` and ``Minimum(x, hi)`` with constant
+    bounds are non-decreasing and exact; per-channel bounds vary along the channel. A
+    bound computed at run time may clamp each position differently, or be NaN: such a
+    clamp is described as not monotone, with the reason. None where the
+    first input is the constant, or a bound would broadcast ``x`` larger.
+
+    Example:
+
+        clamp_of(clip_by_value_node, body.constant, body.shape)   # (clip(0, 6), {})
+    """
+    op = node.op
+    inputs = [text for text in node.input if not text.startswith("^")]
+    if len(inputs) != (3 if op == "ClipByValue" else 2):
+        return None
+    values = [constant(text) for text in inputs[1:]]
+    if constant(inputs[0]) is not None:
+        return None  # the data is not the first input
+    if any(v is None or v.dtype.kind != "f" for v in values):
+        return algebra.Function(
+            f"{op}(x, a bound computed at run time)", algebra.Monotonicity.NOT_MONOTONE,
+            family="clip", detail="its bound may differ by position, or be NaN, which a "
+            "max pool skips before the clamp and not after it"), frozenset()
+    x_shape = shape(inputs[0])
+    axes: frozenset[int] = frozenset()
+    for value in values:
+        varies = _broadcast_axes(value.shape, x_shape)
+        if varies is None:
+            return None
+        axes |= varies
+    if op == "Maximum":
+        low, high = values[0].astype("float64"), np.array(np.inf)
+    elif op == "Minimum":
+        low, high = np.array(-np.inf), values[0].astype("float64")
+    else:
+        low, high = (v.astype("float64") for v in values)
+    with np.errstate(invalid="ignore"):
+        nan = bool(np.isnan(low).any() or np.isnan(high).any())
+        zero = bool(np.all(low <= 0) and np.all(high >= 0))
+    if not axes:
+        described = algebra.clip(float(low.max()), float(high.min()),
+                                 name=f"{op}({_bounds(op, low, high)})")
+    else:
+        described = algebra.clip(-np.inf, np.inf, name=f"{op}(per-channel constants)")
+    if nan:
+        described = algebra.clip(np.nan, np.nan, name=described.name)
+    return dataclasses.replace(described, zero_at_zero=zero and not nan), axes
+
+
+def _bounds(op: str, low: Any, high: Any) -> str:
+    if op == "Maximum":
+        return f"x, {float(low.max()):g}"
+    if op == "Minimum":
+        return f"x, {float(high.min()):g}"
+    return f"x, {float(low.max()):g}, {float(high.min()):g}"
+
+
 def needs_rank(node: node_def_pb2.NodeDef, constant: Callable[[str], Any]) -> bool:
     """Whether an affine op works only on tensors of the rank it reads: a FusedBatchNorm
     (4-D), a BiasAdd in NCHW, a constant of rank 2 or more (it would broadcast a tensor of
@@ -225,8 +293,8 @@ def needs_rank(node: node_def_pb2.NodeDef, constant: Callable[[str], Any]) -> bo
         return True
     if node.op == "BiasAdd":
         return channel_of(node, 4) == 1
-    value = constant(node.input[1])
-    return value is None or value.ndim >= 2
+    values = [constant(text) for text in node.input[1:] if not text.startswith("^")]
+    return any(value is None or value.ndim >= 2 for value in values)
 
 
 def _broadcast_axes(value_shape: tuple[int, ...],
@@ -281,7 +349,7 @@ def pool_facts(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
     """A pool's channel axis, counted from the end: the axis of its input that it never
     mixes (None: unknown or mixed, as in a depthwise max pool or a reduction over the
     last axis)."""
-    if node.op == "Max":
+    if node.op in ("Max", "Min"):
         x_shape = shape(node.input[0])
         axes = constant(node.input[1]) if len(node.input) > 1 else None
         if x_shape is None or axes is None:

@@ -14,7 +14,9 @@ Variables: every layer the rewrite does not change is reused, so its variables a
 shared with the input model. A producer that loses its activation is a new layer with
 a copy of the weights (built without running initializers); so is a PReLU whose alpha
 must be reshaped. A moved activation layer is the same layer, or a renamed copy where
-it takes the name of a pool that was a model output (the output keeps its name).
+it takes the name of a pool that was a model output (the output keeps its name). A
+max reduction that a non-increasing activation moved past is a new ``keras.ops.min``
+over the same axes (and a min a max).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from keras import layers
 
 from tf_reorder.errors import ReorderError
 from tf_reorder.keras_pass import Analysis, Body, analyze
-from tf_reorder.keras_vocabulary import builtin_activation_name, channel_axis
+from tf_reorder.algebra import StepKind
+from tf_reorder.keras_vocabulary import builtin_activation_name, channel_axis, flipped_reduction
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report
 from tf_reorder.view import Node
@@ -214,6 +217,9 @@ class _Replay:
         layer = call.layer
         if kind == "linear":
             return self.builder.linear(layer) if id(layer) in self.analysis.split else layer
+        if node.flipped:  # a non-increasing activation moved past it: max <-> min
+            into = "min" if node.step.kind is StepKind.MIN else "max"
+            return flipped_reduction(layer, self.names.fresh(f"{layer.name}_as_{into}"))
         if id(node) in self.renamed_pools:
             return rebuilt(layer, "to rename it", name=self.names.fresh(f"{layer.name}_pool"))
         return layer

@@ -3,8 +3,8 @@
 A Keras 3 functional graph holds layer calls and operation nodes (``keras.ops.sigmoid``,
 ``keras.activations.relu(x, max_value=6.0)``, ``keras.ops.max``, ``x[:, 1:]``). This
 module says, for each, what `algebra` calls it: an activation (`describe_activation`),
-a step (`describe_step`: data movement, padding, a max or an average, with what the
-planner needs besides), or nothing. It decides no move itself.
+a step (`describe_step`: data movement, padding, a max, a min, an average or an argmax,
+with what the planner needs besides), or nothing. It decides no move itself.
 
 Example:
 
@@ -71,6 +71,10 @@ INFERENCE_IDENTITY_TYPES: tuple[type, ...] = (
 # inference identity called with ``training=True`` is one too.
 ELEMENTWISE_LAYER_TYPES: tuple[type, ...] = (
     layers.BatchNormalization, layers.Rescaling, *INFERENCE_IDENTITY_TYPES,
+    # keras.ops nodes: a clamp by a tensor, arithmetic with another tensor.
+    ops_numpy.Maximum, ops_numpy.Minimum, ops_numpy.Clip, ops_numpy.Add,
+    ops_numpy.Subtract, ops_numpy.Multiply, ops_numpy.Divide, ops_numpy.Abs,
+    ops_numpy.Square, ops_numpy.Sqrt,
 )
 # Layers that leave every axis where it is (a PReLU's alphas stay aligned across them).
 _AXIS_PRESERVING = (layers.Identity, layers.Cropping1D, layers.Cropping2D,
@@ -296,14 +300,37 @@ def describe_step(operation: Any, rank: int, training: Any = None) -> StepInfo |
     if op is ops_nn.AveragePool:
         return StepInfo(Step(StepKind.AVERAGE_POOL, name), channel_axis=channel_axis(operation,
                                                                                       rank))
-    if op in (ops_numpy.Max, ops_numpy.Amax, ops_numpy.Mean):
+    if op in _REDUCTIONS:
         axes = _reduced_axes(operation, rank)
-        if axes is None or (op is ops_numpy.Max and operation.initial is not None):
+        if axes is None or getattr(operation, "initial", None) is not None:
             return StepInfo(Step(StepKind.OTHER, name))  # over the batch, or from an initial
-        kind = StepKind.AVERAGE_POOL if op is ops_numpy.Mean else StepKind.MAX_POOL
-        return StepInfo(Step(kind, name, shrinks=True, reduction=True),
+        return StepInfo(Step(_REDUCTIONS[op], name, shrinks=True, reduction=True),
                         channel_axis=rank - 1 if rank - 1 not in axes else None)
     return None
+
+
+_REDUCTIONS: dict[type, StepKind] = {
+    ops_numpy.Max: StepKind.MAX_POOL, ops_numpy.Amax: StepKind.MAX_POOL,
+    ops_numpy.Min: StepKind.MIN, ops_numpy.Amin: StepKind.MIN,
+    ops_numpy.Mean: StepKind.AVERAGE_POOL,
+    ops_numpy.Argmax: StepKind.ARG_EXTREMUM, ops_numpy.Argmin: StepKind.ARG_EXTREMUM,
+}
+# A max reduction and the min it becomes when a non-increasing activation moves past it.
+FLIPPED_REDUCTIONS: dict[type, type] = {
+    ops_numpy.Max: ops_numpy.Min, ops_numpy.Min: ops_numpy.Max,
+    ops_numpy.Amax: ops_numpy.Amin, ops_numpy.Amin: ops_numpy.Amax,
+}
+
+
+def flipped_reduction(operation: Any, name: str) -> Any:
+    """``keras.ops.max`` as the ``keras.ops.min`` over the same axes, or the reverse.
+
+    Example:
+
+        flipped_reduction(max_node.operation, "max_as_min")   # an ops.numpy.Min
+    """
+    return FLIPPED_REDUCTIONS[type(operation)](axis=operation.axis,
+                                              keepdims=operation.keepdims, name=name)
 
 
 def _reduced_axes(operation: Any, rank: int) -> set[int] | None:

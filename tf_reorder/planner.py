@@ -2,9 +2,9 @@
 
 A front end describes one body (a Keras model's layer graph; a GraphDef's or a
 FunctionDef's nodes) through a `View`: its nodes and values, each node an activation
-(it has a `function`), a step (a `step`: data movement, padding, a max or an average)
-or opaque, and what only the front end knows: which values leave the body, element
-counts, dtypes, vetoes. `plan` walks from every activation along single-consumer
+(it has a `function`), a step (a `step`: data movement, padding, a max or min, an
+average or an argmax) or opaque, and what only the front end knows: which values leave
+the body, element counts, dtypes, vetoes. `plan` walks from every activation along single-consumer
 steps, asks `algebra`, applies the vetoes and the runtime policy, has the view make
 the moves, and repeats until a round moves nothing. It returns the moves in the order
 they were made and one `Site` for every candidate, an activation that reaches a max:
@@ -44,7 +44,10 @@ from tf_reorder.view import Facts, View
 NEAR_MISS_DEPTH = 3
 UNKNOWN_SIZE_NOTE = ("input size unknown: the move removes work for every input larger "
                      "than one pooling window")
-_POOLS = (*algebra.MAX_STEPS, StepKind.AVERAGE_POOL)
+# Where a walk ends at the latest: an extremum (a max or min) f may land after, or a
+# pool or index it may not cross (an activation that reaches one is a candidate).
+_POOLS = (*algebra.EXTREMA, StepKind.AVERAGE_POOL, StepKind.ARG_EXTREMUM)
+_FINAL = (StepKind.AVERAGE_POOL, StepKind.ARG_EXTREMUM)
 _CROSSED_AS_DATA = Step(StepKind.DATA_MOVEMENT, "")  # an activation that moves too
 
 
@@ -105,7 +108,11 @@ def plan(view: View, policy: Policy | None = None, *, inference: bool = False) -
             elif earlier is not None and site.moved:
                 sites[id(node)] = _moved_on(earlier, site) if earlier.moved else site
             if crossed:  # in decision order: each path is plain steps by its turn
+                function = view.function(node)
+                flips = [n for n in crossed if algebra.flips(function, view.step(n))]
                 view.move(node, crossed)
+                for reduction in flips:  # max(-x) == -min(x)
+                    view.flip(reduction)
                 moves.append(Move(node, crossed[-1], crossed))
                 landed.append(node)
         if not landed:
@@ -196,8 +203,9 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
         reachable = reachable[:kept]
     landing, verdict = algebra.landing_index(function, reachable, inference=inference)
     pool_label = view.label(first_pool)
-    f_verdict = algebra.commutes_with_max(function, Step(step_of(first_pool).kind, pool_label),
-                                          inference=inference)
+    f_verdict = algebra.commutes_with_extremum(
+        function, dataclasses.replace(step_of(first_pool), name=pool_label),
+        inference=inference)
     if not f_verdict:
         verdict, landing = f_verdict, 0
     elif landing == 0 and verdict.reason == algebra.NO_MAX:
@@ -208,7 +216,8 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
         elif walk.stop:
             verdict = Verdict(False, walk.stop)
         elif near is not None:
-            verdict = _blocked(view, function, walk.blocker, pool_label, inference)
+            verdict = _blocked(view, function, walk.blocker, pool_label, step_of(first_pool),
+                               inference)
 
     crossed = walk.nodes[:landing] if landing else walk.nodes
     landing_node = crossed[-1] if landing else first_pool
@@ -252,6 +261,13 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
             notes = (*notes, "inference only: " + ", ".join(f"'{n}'" for n in identities) +
                      (" is" if len(identities) == 1 else " are") +
                      " the identity at inference, not in training")
+    if verdict:
+        flips = [n for n in crossed if algebra.flips(function, step_of(n) or _CROSSED_AS_DATA)]
+        if flips:
+            notes = (*notes, "flipped: " + ", ".join(
+                f"'{view.label(n)}' becomes a "
+                f"{'min' if step_of(n).kind is StepKind.MAX_POOL else 'max'}" for n in flips)
+                + f" ({function.name} is non-increasing)")
     if verdict and function.inference_only:
         notes = (*notes, f"inference only: '{view.label(node)}' is this affine map at "
                  "inference; in training it normalizes by batch statistics")
@@ -270,15 +286,15 @@ def _decide(view: View, node: Any, walk: _Walk, policy: Policy | None,
 
 
 def _blocked(view: View, function: algebra.Function, blocker: Any, pool_label: str,
-             inference: bool) -> Verdict:
+             pool_step: Step, inference: bool) -> Verdict:
     """Why `function` stops short of a near max at `blocker`."""
     where = (f"{view.kind(blocker)} '{view.label(blocker)}' between {function.name} and "
              f"'{pool_label}'")
     stays = view.function(blocker)
     if stays is None:
         return Verdict(False, f"{where} is not data movement, padding or a max")
-    why = algebra.commutes_with_max(stays, Step(StepKind.MAX_POOL, pool_label),
-                                    inference=inference)
+    why = algebra.commutes_with_extremum(stays, dataclasses.replace(pool_step, name=pool_label),
+                                         inference=inference)
     return Verdict(False, f"{where} stays before it" + (f": {why.reason}" if not why else ""))
 
 
@@ -326,7 +342,7 @@ def _walk(view: View, node: Any, moving: dict[int, Any], waiting: set[int],
                 break
         nodes.append(consumer)
         steps.append(step)
-        if step.kind is StepKind.AVERAGE_POOL:
+        if step.kind in _FINAL:
             break
         value = output_of(consumer)
     if limit_node is None:
@@ -353,9 +369,9 @@ def _pool_beyond(view: View, start: Any, moving: dict[int, Any], waiting: set[in
                     step = _CROSSED_AS_DATA
             if step is None or step.kind is StepKind.OTHER:
                 continue
-            if step.kind in algebra.MAX_STEPS:
+            if step.kind in algebra.EXTREMA:
                 return consumer, None
-            if step.kind is StepKind.AVERAGE_POOL:
+            if step.kind in _FINAL:
                 average = average or consumer
                 continue
             frontier.append(view.output(consumer))
@@ -382,9 +398,9 @@ def _near_miss(view: View, blocker: Any) -> tuple[Any, list[Any]] | None:
             return None
         node, position = uses[0]
         step = view.step(node)
-        if step is not None and step.kind in algebra.MAX_STEPS and position == 0:
+        if step is not None and step.kind in algebra.EXTREMA and position == 0:
             return node, path
-        if step is not None and step.kind in (StepKind.AVERAGE_POOL, StepKind.OTHER):
+        if step is not None and step.kind in (*_FINAL, StepKind.OTHER):
             return None
     return None
 
@@ -425,7 +441,7 @@ def _rank_kept(view: View, nodes: Sequence[Any], steps: Sequence[Step]) -> int:
     for i, (node, step) in enumerate(zip(nodes, steps)):
         if view.function(node) is not None or view.facts(node).keeps_axes:
             continue
-        if step.kind in algebra.MAX_STEPS and not step.reduction:
+        if step.kind in algebra.EXTREMA and not step.reduction:
             continue
         return i
     return len(steps)
@@ -447,7 +463,7 @@ def _sized(view: View, node: Any) -> Step:
     if step is None:  # an activation that moves too
         return Step(StepKind.DATA_MOVEMENT, view.label(node))
     kind = StepKind.ZERO_PADDING if view.facts(node).grows else step.kind
-    return Step(kind, view.label(node), shrinks=kind in algebra.MAX_STEPS and view.shrinks(node))
+    return Step(kind, view.label(node), shrinks=kind in algebra.EXTREMA and view.shrinks(node))
 
 
 def _runtime_swap(view: View, node: Any, pool: Any, policy: Policy | None) -> Verdict:
@@ -470,7 +486,8 @@ def _runtime_swap(view: View, node: Any, pool: Any, policy: Policy | None) -> Ve
     function = view.function(producer)
     pool_label = view.label(pool)
     if function is not None and not facts.veto and not view.exits(view.output(producer)) \
-            and algebra.commutes_with_max(function, Step(StepKind.MAX_POOL, pool_label)) \
+            and algebra.commutes_with_extremum(
+                function, dataclasses.replace(view.step(pool), name=pool_label)) \
             and (policy is None or policy.decide(function.family)):
         return algebra.YES
     return Verdict(False, f"'{pool_label}' would then read {view.kind(producer)} "

@@ -69,6 +69,8 @@ class Decision:
       q1: its first quartile.
       q3: its third quartile.
       model: the worst model.
+      measured: the date of the run this entry comes from, where a later run
+        replaced it (`update_policy`); None: the file's provenance date.
     """
 
     move: bool
@@ -76,6 +78,7 @@ class Decision:
     q1: float
     q3: float
     model: str
+    measured: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Policy:
                 return algebra.Verdict(False, f"no measurement of {family} on {runtime} in the "
                                        f"runtime policy (measured {date})")
             if not decision.move:
+                date = decision.measured or date
                 source = f"({decision.model}; policy {self.target}, measured {date})"
                 ratio = _ratio(decision.ratio)
                 if decision.ratio > 1:
@@ -267,6 +271,45 @@ def policy_from_measurements(cells: Iterable[Mapping[str, Any]], provenance: Map
     return data
 
 
+def update_policy(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """The policy file `base` with every (runtime, family) that `update` measured replaced.
+
+    Both are policy files' contents (`policy_from_measurements`). A replaced entry
+    records its run's date as ``measured``; the provenance keeps `base`'s and lists
+    the update (command, date, families) under ``updates``. Neither input is changed.
+    This lets one family be re-measured without re-running every model.
+
+    Raises:
+      ReorderError: either is not a valid policy, or their thresholds differ.
+
+    Example:
+
+        data = update_policy(json.load(open(PACKAGED_POLICY)),
+                             policy_from_measurements(bn_cells, provenance))
+    """
+    where = "update_policy"
+    _parse(base, f"{where}: base")
+    _parse(update, f"{where}: update")
+    thresholds = (base["provenance"].get("threshold"), update["provenance"].get("threshold"))
+    if thresholds[0] != thresholds[1]:
+        raise ReorderError(f"{where}: the base policy's threshold {thresholds[0]} is not the "
+                           f"update's {thresholds[1]}")
+    date = update["provenance"]["date"]
+    runtimes = {r: dict(families) for r, families in base["runtimes"].items()}
+    measured = set()
+    for runtime, families in update["runtimes"].items():
+        for family, entry in families.items():
+            runtimes.setdefault(runtime, {})[family] = {**entry, "measured": date}
+            measured.add(family)
+    provenance = dict(base["provenance"])
+    provenance["updates"] = [*provenance.get("updates", ()), {
+        "command": update["provenance"]["command"], "date": date,
+        "families": sorted(measured)}]
+    data = {"format": FORMAT, "provenance": provenance, "runtimes": runtimes}
+    _parse(data, where)
+    return data
+
+
 # ---------------------------------------------------------------------------
 # Reading and checking a policy file.
 
@@ -318,9 +361,12 @@ def _parse(data: Any, where: str) -> tuple[dict[str, Any], dict[str, dict[str, D
             ratio = _number(entry.get("ratio"), f"{at}.ratio")
             if ratio <= 0:
                 raise ReorderError(f"{at}.ratio must be positive, got {ratio:g}")
+            measured = entry.get("measured")
+            if measured is not None and (not isinstance(measured, str) or not measured):
+                raise ReorderError(f"{at}.measured must be a non-empty string (a date)")
             decisions[runtime][family] = Decision(
                 entry["move"], ratio, _number(entry.get("q1"), f"{at}.q1"),
-                _number(entry.get("q3"), f"{at}.q3"), entry["model"])
+                _number(entry.get("q3"), f"{at}.q3"), entry["model"], measured)
     return provenance, decisions
 
 

@@ -120,6 +120,11 @@ class View:
         """
         raise NotImplementedError
 
+    def flip(self, node: Any) -> None:
+        """Turns a max reduction into a min, or a min into a max: a non-increasing
+        activation moved past it (`algebra.flips`). `step` answers the new kind."""
+        raise NotImplementedError
+
 
 @dataclasses.dataclass(frozen=True)
 class Facts:
@@ -193,7 +198,7 @@ class Node:
     """One operation of a `DataView`: `outputs` are its `Value`s, `facts` the rare rest."""
 
     __slots__ = ("label", "kind", "inputs", "outputs", "function", "step", "handle",
-                 "elements", "dtype", "producer", "cross_veto", "facts", "order")
+                 "elements", "dtype", "producer", "cross_veto", "facts", "order", "flipped")
 
     def __init__(self, label: str, kind: str, inputs: Sequence[Value], *, outputs: int = 1,
                  function: algebra.Function | None = None, step: Step | None = None,
@@ -211,6 +216,7 @@ class Node:
             facts.setdefault("grows", True)
         self.facts = Facts(**facts) if facts else NO_FACTS
         self.order = 0.0  # the place in the view; a moved activation's is between two
+        self.flipped = False  # a max reduction that is a min now, or a min that is a max
 
     def __repr__(self) -> str:
         return f"Node({self.label!r}, {self.kind!r})"
@@ -285,6 +291,10 @@ class DataView(View):
             return ""
         holder = value.producer.label if value.producer is not None else "?"
         return value.exits[0] + holder + value.exits[1]
+
+    def flip(self, node: Node) -> None:
+        node.step = algebra.flipped(node.step)
+        node.flipped = not node.flipped
 
     def move(self, activation: Node, crossed: Sequence[Node]) -> None:
         landing = crossed[-1]
