@@ -454,7 +454,7 @@ def _build_chain(chain: _Chain, t: Any, rec: _Recorder) -> tuple[Any, list[Any]]
         make, what = _between_op(kind, h, prng, layout)
         if what.startswith("pad(value -0,"):
             rec.exact = False  # the two orders may differ in the sign of a padded zero
-        if what.startswith("fused_batch_norm"):
+        if what.startswith(("fused_batch_norm", "batch_normalization")):
             rec.exact = False  # a multiply-add: fused or not by size
         h = created(make, what)
 
@@ -634,9 +634,14 @@ def _between_op(kind: str, h: Any, rng: np.random.Generator,
         params = [tf.constant(v, tf.float32) for v in (
             scale, rng.standard_normal(channels), rng.standard_normal(channels) * 0.1,
             rng.uniform(0.5, 1.5, channels))]
+        words = np.array2string(scale, precision=2, separator=",")
+        if scale[0] < 1.0:  # half the time as Keras traces it: parameters folded from Consts
+            return (lambda: tf.nn.batch_normalization(
+                h, params[2], params[3], params[1], params[0], 1e-3)), \
+                f"batch_normalization(scale {words})"
         return (lambda: tf.compat.v1.nn.fused_batch_norm(
             h, *params[:2], params[2], params[3], is_training=False)[0]), \
-            f"fused_batch_norm(scale {np.array2string(scale, precision=2, separator=',')})"
+            f"fused_batch_norm(scale {words})"
     if kind == "slice" and shape[-1] is not None and shape[-1] > 1:
         return (lambda: h[..., 1:]), "slice channels 1:"
     return (lambda: tf.identity(h)), "identity"

@@ -56,7 +56,8 @@ def test_the_seeds_cover_every_kind_of_site():
     """The first CI seeds already reach every placement, op kind, extra and dtype."""
     descriptions = "\n".join(random_graph(seed).description for seed in range(60))
     for words in ("(top,", "(cond,", "(switch,", "(while,", "(nested,", "(nested_twice,",
-                  "conv1d", "conv3d", "fused_batch_norm", "MaxPoolV2", "max_pool_with_argmax",
+                  "conv1d", "conv3d", "fused_batch_norm", "batch_normalization(scale",
+                  "MaxPoolV2", "max_pool_with_argmax",
                   "reduce_max", "avg_pool", "pad(zeros", "mirror_pad", "transpose",
                   "[control input]", "[also an output]", "[fetched]", "float16", "bfloat16",
                   "float64", "with None", "multiply channels", "add channels", "bias_add [",

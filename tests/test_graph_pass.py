@@ -634,3 +634,53 @@ def test_a_flip_inside_a_library_function():
     new, report = check(lambda x: inner(conv(x)), moved=1, x=X_TIES)
     (function,) = [f for f in new.library.function if "inner" in f.signature.name]
     assert sorted(n.op for n in function.node_def if n.op in ("Max", "Min")) == ["Min"]
+
+
+# -- parameters computed from constants (tf.nn.batch_normalization, as Keras traces it) ---
+
+VARIANCE = RNG.uniform(0.1, 3.0, 4).astype("float32")
+
+
+def _unfused_bn(y, scale=SCALE, variance=VARIANCE, epsilon=1e-3):
+    return tf.nn.batch_normalization(y, tf.constant(-SHIFT), tf.constant(variance),
+                                     tf.constant(SHIFT), tf.constant(scale), epsilon)
+
+
+def test_a_scale_computed_from_constants_moves_bitwise():
+    new, report = check(lambda x: pool(_unfused_bn(tf.nn.relu(conv(x)))), moved=3)
+    assert {s.function.split("(")[0] for s in report.moved} == {"Relu", "Mul", "AddV2"}
+    mul = next(s for s in report.moved if s.function.startswith("Mul"))
+    assert any("its constant values" in note for note in mul.notes), mul
+    assert ops_in_order(new, "Identity")[:5] == ["Identity", "AddV2", "Mul", "Relu", "MaxPool"]
+
+
+def test_a_computed_scale_with_a_negative_channel_is_refused():
+    scale = np.array([1.0, -0.5, 2.0, 0.5], "float32")
+    _, report = check(lambda x: pool(_unfused_bn(tf.nn.relu(conv(x)), scale)), moved=1)
+    mul = next(s for s in report.sites if s.function.startswith("Mul"))
+    assert "channel 1 is scaled by -" in mul.reason, mul
+
+
+@pytest.mark.parametrize("variance, epsilon", [
+    (np.array([1.0, 0.0, 1.0, 1.0], "float32"), 0.0),      # rsqrt(0) = inf
+    (np.array([1.0, -2.0, 1.0, 1.0], "float32"), 1e-3),    # rsqrt(< 0) = nan
+    (np.array([1.0, 1e-39, 1.0, 1.0], "float32"), 0.0),    # a denormal TF flushes to 0
+], ids=["infinite", "nan", "denormal"])
+def test_a_scale_that_is_not_a_finite_normal_float_is_not_folded(variance, epsilon):
+    fn = lambda x: pool(_unfused_bn(tf.nn.relu(conv(x)), variance=variance,  # noqa: E731
+                                    epsilon=epsilon))
+    graph_def, fetches, _ = graph_of(fn)
+    _, report = tf_reorder.reorder_graph_def(graph_def, preserve=fetches)
+    assert not any(s.function.startswith("Mul") for s in report.sites), str(report)
+    relu = next(s for s in report.sites if s.function == "Relu")
+    assert not relu.moved and "no per-channel map by a constant" in relu.reason, relu
+
+
+def test_a_long_chain_of_constant_arithmetic_is_folded_without_recursion():
+    def fn(x):
+        scale = tf.constant(SCALE)
+        for _ in range(1500):  # deeper than Python's recursion limit allows
+            scale = scale * tf.constant(1.0)
+        return pool(tf.nn.relu(conv(x)) * scale)
+    _, report = check(fn, moved=2)
+    assert {s.function.split("(")[0] for s in report.moved} == {"Relu", "Mul"}

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import collections
 import gc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from absl import logging
 from tensorflow.core.framework import function_pb2, graph_pb2, node_def_pb2
-from tensorflow.python.framework import tensor_util
 
 from tf_reorder import algebra, planner, view
 from tf_reorder import graph_vocabulary as ops
 from tf_reorder.algebra import Step
 from tf_reorder.errors import ReorderError
+from tf_reorder.graph_constants import ConstantFolder
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report, Site
 
@@ -45,7 +45,8 @@ class _Body:
     """One body's nodes, their consumers, and what may not change; rewired in place."""
 
     def __init__(self, nodes: Iterable[node_def_pb2.NodeDef], *, scope: str, function: bool,
-                 kept: set[str], returns: dict[str, str] | None = None) -> None:
+                 kept: set[str], returns: dict[str, str] | None = None,
+                 variables: Mapping[str, Any] | None = None) -> None:
         self.scope = scope
         self.function = function
         self.nodes: dict[str, node_def_pb2.NodeDef] = {}
@@ -72,6 +73,7 @@ class _Body:
                 else:
                     consumers[text.partition(":")[0]].append((node, i))
         self.returned = {v.partition(":")[0] for v in (returns or {}).values()}
+        self.constants = ConstantFolder(by_name, variables or {})
 
     def output_key(self, text: str) -> tuple[str, str | int]:
         """``(node, output)`` of a data input: output 0 for the node's first output."""
@@ -101,15 +103,17 @@ class _Body:
             self.consumers[new].append((node, index))
 
     def constant(self, text: str) -> Any:
-        """The value of a Const input, read through Identity nodes; None if not one."""
-        node = self.nodes.get(text.lstrip("^").partition(":")[0])
-        for _ in range(_IDENTITY_DEPTH):
-            if node is None or node.op != "Identity" or not node.input:
-                break
-            node = self.nodes.get(node.input[0].lstrip("^").partition(":")[0])
-        if node is None or node.op != "Const":
-            return None
-        return tensor_util.MakeNdarray(node.attr["value"].tensor)
+        """The value of an input computed from constants alone; None if not one.
+
+        A Const, read through Identity nodes; in a function, also a ReadVariableOp of
+        an argument whose variable value is known (`variables`), and the arithmetic
+        of `graph_vocabulary.FOLDED_ARITHMETIC` (plus Reshape and Cast) on such values.
+        """
+        return self.constants.value(text.lstrip("^").partition(":")[0])
+
+    def reads_variable(self, text: str) -> bool:
+        """Whether the `constant` value of `text` depends on a variable's value."""
+        return self.constants.reads_variable(text.lstrip("^").partition(":")[0])
 
     def producer_of(self, text: str) -> node_def_pb2.NodeDef | None:
         return self.nodes.get(text.partition(":")[0])
@@ -147,7 +151,6 @@ class _Body:
 
 
 _CONTROLLED = "'{}' has control inputs"
-_IDENTITY_DEPTH = 8  # Identity nodes followed to a Const (frozen graphs read them so)
 _UNKNOWN = object()
 _NO_USES: list[Any] = []
 
@@ -202,8 +205,9 @@ class _View(view.View):
 
     def _affine_facts(self, node: node_def_pb2.NodeDef, axes: frozenset[int]) -> view.Facts:
         body = self.body
-        notes = (f"the decision on '{node.name}' rests on its constant values at rewrite "
-                 "time",)
+        source = "the SavedModel's variable values" if any(
+            body.reads_variable(text) for text in node.input[1:]) else "its constant values"
+        notes = (f"the decision on '{node.name}' rests on {source} at rewrite time",)
         veto = ""
         if not ops.has_one_output(node.op) and any(
                 body.output_key(c.input[i])[1] != 0 for c, i in body.data_consumers(node.name)):
@@ -213,6 +217,14 @@ class _View(view.View):
 
     def activations(self) -> list[node_def_pb2.NodeDef]:
         return list(self._activations)
+
+    def opaque_reason(self, node: node_def_pb2.NodeDef) -> str:
+        if node.op in ops.FUSED_BATCH_NORM_OPS:
+            return "a FusedBatchNorm in training, or with parameters that are not constants"
+        if node.op in ops.AFFINE_OPS and not self._in_epilogue(node):
+            return ("no per-channel map by a constant: its parameter is a tensor, a variable "
+                    "that may change, or broadcasts the data larger")
+        return ""
 
     def label(self, node: node_def_pb2.NodeDef) -> str:
         return self.renamed.get(id(node), node.name)
@@ -348,6 +360,7 @@ def _rewrite(body: _Body, f: node_def_pb2.NodeDef, chain: Sequence[node_def_pb2.
     """
     landing = chain[-1]
     f_name, landing_name = f.name, landing.name
+    body.constants.forget()  # names and inputs change below
     old_pool_output = body.first_output(landing)
     consumers = list(body.data_consumers(landing_name))
     body.reconnect(chain[0], 0, f.input[0])
@@ -396,7 +409,9 @@ def _kept_names(preserve: Iterable[str]) -> set[str]:
 
 
 def reorder_graph_def(graph_def: graph_pb2.GraphDef, *, preserve: Sequence[str] = (),
-                      target: str | Policy | None = "any") -> tuple[graph_pb2.GraphDef, Report]:
+                      target: str | Policy | None = "any",
+                      variables: Mapping[str, Mapping[str, Any]] | None = None,
+                      ) -> tuple[graph_pb2.GraphDef, Report]:
     """Moves activations after max pools in a GraphDef and every function in its library.
 
     The input is not changed. Nodes named in `preserve` (fetches: node or tensor
@@ -405,7 +420,10 @@ def reorder_graph_def(graph_def: graph_pb2.GraphDef, *, preserve: Sequence[str] 
     element counts; without them a move is made only where no input size could
     make it add work. With a `target` other than ``"any"`` (see
     `tf_reorder.policy.load_policy`), a move is made only where the runtime
-    policy measured it faster.
+    policy measured it faster. `variables` (function name -> resource argument ->
+    value) lets a function's ReadVariableOp of that argument count as a constant:
+    `convert_saved_model` passes the SavedModel's variables that no function writes
+    (`tf_reorder.saved_variables`).
 
     Example:
 
@@ -426,7 +444,8 @@ def reorder_graph_def(graph_def: graph_pb2.GraphDef, *, preserve: Sequence[str] 
         sites = _process(_Body(new.node, scope="graph", function=False,
                                kept=_kept_names(preserve)), policy)
         for function_def in new.library.function:
-            sites.extend(_process_function(function_def, policy))
+            sites.extend(_process_function(
+                function_def, policy, (variables or {}).get(function_def.signature.name)))
     finally:
         if collecting:
             gc.enable()
@@ -436,11 +455,11 @@ def reorder_graph_def(graph_def: graph_pb2.GraphDef, *, preserve: Sequence[str] 
     return new, report
 
 
-def _process_function(function_def: function_pb2.FunctionDef,
-                      policy: Policy | None = None) -> list[Site]:
+def _process_function(function_def: function_pb2.FunctionDef, policy: Policy | None = None,
+                      variables: Mapping[str, Any] | None = None) -> list[Site]:
     returns = dict(function_def.ret)
     body = _Body(function_def.node_def, scope=function_def.signature.name, function=True,
-                 kept=set(), returns=returns)
+                 kept=set(), returns=returns, variables=variables)
     sites = _process(body, policy)
     for key, value in returns.items():
         function_def.ret[key] = value

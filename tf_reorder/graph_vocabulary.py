@@ -168,6 +168,18 @@ CONTRACTION_OPS = frozenset({
     "_FusedMatMul", "_FusedDepthwiseConv2dNative", "Einsum"})
 
 
+# Ops a parameter of an affine map may be computed with from constants and variables
+# (tf.nn.batch_normalization: Rsqrt(variance + eps) * gamma, beta - mean * scale), in
+# numpy with TF's broadcasting and the inputs' float dtype. Only the sign and the
+# finiteness of such a value are decided on; `graph_constants` folds only finite, normal
+# floats, where numpy and TF's kernels (which flush denormals) agree on both.
+FOLDED_ARITHMETIC: dict[str, Callable[..., Any]] = {
+    "Add": np.add, "AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply,
+    "RealDiv": np.divide, "Neg": np.negative, "Sqrt": np.sqrt, "Square": np.square,
+    "Rsqrt": lambda x: np.reciprocal(np.sqrt(x)), "Reciprocal": np.reciprocal,
+}
+
+
 def attr_or_default(node: node_def_pb2.NodeDef, name: str) -> Any:
     """The node's attr `name` (an AttrValue), or the op's default where it is stripped."""
     if name in node.attr:
@@ -202,6 +214,8 @@ def affine_of(node: node_def_pb2.NodeDef, constant: Callable[[str], Any],
         return _fused_batch_norm(node, constant, shape)
     if len(node.input) != 2 or node.input[1].startswith("^"):
         return None
+    if constant(node.input[0]) is not None:
+        return None  # the data is a constant too: a parameter being computed
     value = constant(node.input[1])
     if value is None or value.dtype.kind != "f":
         return None

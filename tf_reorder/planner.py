@@ -292,7 +292,9 @@ def _blocked(view: View, function: algebra.Function, blocker: Any, pool_label: s
              f"'{pool_label}'")
     stays = view.function(blocker)
     if stays is None:
-        return Verdict(False, f"{where} is not data movement, padding or a max")
+        opaque = view.opaque_reason(blocker)
+        return Verdict(False, f"{where} is not data movement, padding or a max"
+                       + (f" ({opaque})" if opaque else ""))
     why = algebra.commutes_with_extremum(stays, dataclasses.replace(pool_step, name=pool_label),
                                          inference=inference)
     return Verdict(False, f"{where} stays before it" + (f": {why.reason}" if not why else ""))

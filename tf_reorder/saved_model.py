@@ -2,7 +2,9 @@
 
 Every MetaGraphDef's GraphDef is rewritten by the GraphDef pass, its function
 library included: the functions behind every signature and every restored
-tf.function. Signatures, the object graph, variables/ and assets/ are kept; the
+tf.function. Per-channel affine maps (a Keras BatchNormalization, traced as Mul and
+Add) are decided on the values of the variables they read, where no function
+writes them (`saved_variables`). Signatures, the object graph, variables/ and assets/ are kept; the
 fingerprint is recomputed for the new saved_model.pb. The output is written to a
 temporary directory beside `dst` and renamed into place at the end.
 
@@ -18,7 +20,7 @@ import ctypes
 import errno
 import os
 import shutil
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from absl import logging
@@ -28,6 +30,7 @@ from tf_reorder import graph_pass, interrupts
 from tf_reorder.errors import OutputExistsError, ReorderError, require_bool, require_path
 from tf_reorder.policy import Policy, load_policy
 from tf_reorder.report import Report
+from tf_reorder.saved_variables import FunctionVariables, function_variables
 from tf_reorder.staging import make_staging_directory
 
 SAVED_MODEL_PB = "saved_model.pb"
@@ -80,18 +83,22 @@ def _fetched_names(meta_graph: Any) -> list[str]:
 
 def rewrite_saved_model(proto: saved_model_pb2.SavedModel, subject: str, *,
                         target: str | Policy | None = "any",
+                        variables: Sequence[FunctionVariables] = (),
                         ) -> tuple[saved_model_pb2.SavedModel, Report]:
     """The rewritten SavedModel proto (a copy) and the report over all its graphs.
 
-    `target` is as for `graph_pass.reorder_graph_def`.
+    `target` is as for `graph_pass.reorder_graph_def`; `variables` (per MetaGraph,
+    `saved_variables.function_variables`) are the variable values the functions'
+    affine maps may be decided on.
     """
     policy = load_policy(target)
     new = saved_model_pb2.SavedModel()
     new.CopyFrom(proto)
     sites = []
-    for meta_graph in new.meta_graphs:
+    for index, meta_graph in enumerate(new.meta_graphs):
         graph_def, report = graph_pass.reorder_graph_def(
-            meta_graph.graph_def, preserve=_fetched_names(meta_graph), target=policy)
+            meta_graph.graph_def, preserve=_fetched_names(meta_graph), target=policy,
+            variables=variables[index] if index < len(variables) else None)
         meta_graph.graph_def.CopyFrom(graph_def)
         sites.extend(report.sites)
     return new, Report(subject, tuple(sites))
@@ -240,7 +247,8 @@ def convert_saved_model(src: str | os.PathLike[str], dst: str | os.PathLike[str]
     _check_destination(src, dst, overwrite)
     staging = _staging_directory(dst)
     try:
-        new, report = rewrite_saved_model(proto, subject=src, target=policy)
+        new, report = rewrite_saved_model(proto, subject=src, target=policy,
+                                          variables=function_variables(proto, src))
         staged = os.path.join(staging, "model")
         _copy_tree(src, staged, skip=(SAVED_MODEL_PB, FINGERPRINT_PB))
         with open(os.path.join(staged, SAVED_MODEL_PB), "wb") as f:

@@ -68,6 +68,11 @@ class View:
         """Why nothing may cross this step ("" if it may): control inputs."""
         raise NotImplementedError
 
+    def opaque_reason(self, node: Any) -> str:
+        """Why a node of a movable kind is no function here ("" if there is nothing to
+        add), for the report of an activation it blocks."""
+        return ""
+
     def shrinks(self, node: Any) -> bool:
         """Whether a max makes every input larger than its window smaller (asked only
         where sizes are unknown)."""
